@@ -1,0 +1,1 @@
+"""SMS/USSD gateway that brings a commune's online public services to basic phones."""

@@ -1,0 +1,133 @@
+"""The aiohttp application: one factory used by ``run_app``, the CLI and the tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from typing import AsyncIterator, Awaitable, Callable
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from gateway.logs import get_logger
+from gateway.messages import BadRequest, UssdRequest
+from gateway.providers import africastalking, generic_json
+from gateway.settings import DEV_SECRET_KEY, Settings
+from gateway.ussd import HopOutcome, UssdService, log_hop
+from models.db import open_database
+from models.directory import DatabaseDirectory
+
+log = get_logger("gateway.app")
+
+SETTINGS = web.AppKey("settings", Settings)
+DIRECTORY = web.AppKey("directory", DatabaseDirectory)
+USSD = web.AppKey("ussd", UssdService)
+METRICS = web.AppKey("metrics", "Metrics")
+
+
+class Metrics:
+    """Prometheus metrics of one app (its own registry: no process-global state)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.ussd_hops = Counter(
+            "gateway_ussd_hops", "USSD hops answered", ["channel", "screen", "end", "retry"], registry=self.registry
+        )
+        self.ussd_errors = Counter("gateway_ussd_errors", "USSD hops that failed inside", ["channel"], registry=self.registry)
+        self.ussd_latency = Histogram(
+            "gateway_ussd_hop_seconds",
+            "Time to answer a USSD hop",
+            buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+    """Bind a request id for every log line of this request; turn HTTP errors into JSON."""
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16])
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status >= 400 and exc.content_type != "application/json":
+            return web.json_response({"error": exc.reason, "status": exc.status}, status=exc.status)
+        raise
+
+
+def json_error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message, "status": status}, status=status)
+
+
+async def _answer_ussd(request: web.Request, parsed: UssdRequest) -> HopOutcome:
+    started = time.perf_counter()
+    app = request.app
+    metrics = app[METRICS]
+    try:
+        outcome = await app[USSD].handle(parsed)
+    except Exception:  # noqa: BLE001 - the contract wants an END, whatever broke
+        log.exception("ussd_hop_failed", channel=parsed.channel, session=parsed.session_id[-12:])
+        metrics.ussd_errors.labels(parsed.channel).inc()
+        outcome = HopOutcome(app[USSD].apology(), "error", 0)
+    log_hop(parsed, outcome, started)
+    metrics.ussd_hops.labels(parsed.channel, outcome.screen, str(outcome.reply.end).lower(), str(outcome.retry).lower()).inc()
+    metrics.ussd_latency.observe(time.perf_counter() - started)
+    return outcome
+
+
+async def ussd_cumulative(request: web.Request) -> web.Response:
+    form = await request.post()
+    try:
+        parsed = africastalking.parse_ussd({k: v for k, v in form.items() if isinstance(v, str)})
+    except BadRequest as exc:
+        return json_error(400, str(exc))
+    outcome = await _answer_ussd(request, parsed)
+    return web.Response(text=africastalking.render_ussd(outcome.reply), content_type="text/plain")
+
+
+async def ussd_json(request: web.Request) -> web.Response:
+    try:
+        payload = await request.json()
+    except ValueError:
+        return json_error(400, "body is not valid JSON")
+    try:
+        parsed = generic_json.parse_ussd(payload)
+    except BadRequest as exc:
+        return json_error(400, str(exc))
+    outcome = await _answer_ussd(request, parsed)
+    return web.json_response(generic_json.render_ussd(outcome.reply))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] | None = None) -> web.Application:
+    """The gateway. ``clock`` (aware UTC datetimes) is for tests that move time."""
+    app = web.Application(middlewares=[request_context])
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        if settings.security.secret_key == DEV_SECRET_KEY:
+            log.warning("dev_secret_key", hint=f"set {settings.security.secret_key_env} in production")
+        async with open_database(settings.database.url, run_migrations=settings.database.migrate_on_start):
+            directory = DatabaseDirectory(settings.ussd.catalogue_cache_seconds)
+            app[DIRECTORY] = directory
+            app[USSD] = UssdService(settings, directory, clock) if clock else UssdService(settings, directory)
+            yield
+
+    app.cleanup_ctx.append(database)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_view)
+    app.router.add_post("/ussd/at", ussd_cumulative)
+    app.router.add_post("/ussd/json", ussd_json)
+    return app

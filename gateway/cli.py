@@ -1,0 +1,84 @@
+"""Command line: ``python -m gateway run | migrate | seed | phone``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from gateway import logs
+from gateway.settings import Settings, SettingsError, load
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    try:
+        return load(args.settings)
+    except SettingsError as exc:
+        print(f"settings error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from aiohttp import web
+
+    from gateway.app import create_app
+
+    settings = _settings(args)
+    logs.configure(settings.logging.level, settings.logging.format)
+    host = args.host or settings.server.host
+    port = args.port or settings.server.port
+    logs.get_logger("gateway").info("serving", host=host, port=port, database=settings.database.url.split("://")[0])
+    web.run_app(create_app(settings), host=host, port=port, print=None, access_log=None)
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    from models.db import migrate
+
+    settings = _settings(args)
+    asyncio.run(migrate(settings.database.url))
+    print("database is up to date")
+
+
+def cmd_seed(args: argparse.Namespace) -> None:
+    from models.db import open_database
+    from models.seed import seed
+
+    settings = _settings(args)
+
+    async def main() -> dict[str, int]:
+        async with open_database(settings.database.url, run_migrations=True):
+            return await seed()
+
+    counts = asyncio.run(main())
+    print("demo commune loaded: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+
+
+def cmd_phone(args: argparse.Namespace) -> None:
+    from gateway.phone_sim import run_phone
+
+    settings = _settings(args)
+    url = args.url or f"http://{settings.server.host}:{settings.server.port}"
+    raise SystemExit(asyncio.run(run_phone(url, args.msisdn, args.code)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m gateway", description=__doc__)
+    parser.add_argument("--settings", help="settings file (default: settings.toml or $GATEWAY_SETTINGS)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="serve the gateway")
+    run.add_argument("--host")
+    run.add_argument("--port", type=int)
+    run.set_defaults(func=cmd_run)
+
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    commands.add_parser("seed", help="load the demo commune (replaces demo data only)").set_defaults(func=cmd_seed)
+
+    phone = commands.add_parser("phone", help="a terminal phone that dials the running gateway")
+    phone.add_argument("--msisdn", default="0987542228")
+    phone.add_argument("--code", default="*384#", help="USSD code to dial")
+    phone.add_argument("--url", help="gateway base URL (default from settings)")
+    phone.set_defaults(func=cmd_phone)
+
+    args = parser.parse_args(argv)
+    args.func(args)

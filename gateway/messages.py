@@ -1,0 +1,43 @@
+"""Internal message types where provider adapters and the gateway core meet.
+
+Adapters in ``gateway.providers`` turn a provider's wire format into these and back;
+nothing past them knows which provider a hop came through beyond the opaque channel key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class UssdRequest:
+    channel: str  # which adapter, e.g. "at"; part of the session key
+    session_id: str  # the provider's session id
+    msisdn: str  # E.164
+    service_code: str  # the base code dialled, e.g. "*384#"
+    shortcut: tuple[str, ...] = ()  # inputs carried by the dial string (*384*1*2205130001#)
+    # Exactly one of these two styles is used by an adapter:
+    cumulative: str | None = None  # every input so far joined by "*" ("" on dial)
+    latest: str | None = None  # only the newest input
+    new: bool | None = None  # the provider says this hop opens the session
+    hop_id: str | None = None  # a provider's id for this hop, to recognise retries
+
+
+@dataclass(frozen=True, slots=True)
+class UssdReply:
+    text: str
+    end: bool
+
+
+class BadRequest(ValueError):
+    """A request that does not follow the adapter's contract; answered with a 4xx."""
+
+
+def split_service_code(dialled: str) -> tuple[str, tuple[str, ...]]:
+    """``*384*1*2205130001#`` -> (``*384#``, (``1``, ``2205130001``))."""
+    code = dialled.strip()
+    body = code.strip("*#")
+    if not body:
+        return code, ()
+    base, *rest = body.split("*")
+    return f"*{base}#", tuple(part for part in rest if part != "")

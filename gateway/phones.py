@@ -1,0 +1,57 @@
+"""Vietnamese mobile numbers: parse any common spelling to E.164, mask for logs, key for storage.
+
+Carrier prefixes are deliberately ignored: numbers are portable, so nothing here routes by them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import phonenumbers
+from phonenumbers import PhoneNumberType
+
+_MOBILE_TYPES = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
+
+
+def normalize_msisdn(raw: str | None) -> str | None:
+    """E.164 (``+84987542228``) for a valid Vietnamese mobile number, else None.
+
+    Accepts ``0987542228``, ``84987542228``, ``+84 987 542 228``, ``0987.542.228``.
+    """
+    if not raw:
+        return None
+    text = raw.strip()
+    digits = "".join(ch for ch in text if ch.isdigit())
+    # Aggregators often send 84XXXXXXXXX without the plus sign.
+    if not text.startswith("+") and digits.startswith("84") and len(digits) == 11:
+        text = "+" + digits
+    try:
+        number = phonenumbers.parse(text, "VN")
+    except phonenumbers.NumberParseException:
+        return None
+    if number.country_code != 84 or not phonenumbers.is_valid_number(number):
+        return None
+    if phonenumbers.number_type(number) not in _MOBILE_TYPES:
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def mask(e164: str | None) -> str:
+    """A log-safe form that keeps only what helps support: ``+8498*****28``."""
+    if not e164:
+        return "-"
+    if len(e164) <= 6:
+        return "*" * len(e164)
+    return e164[:5] + "*" * (len(e164) - 7) + e164[-2:]
+
+
+def phone_key(e164: str, secret_key: str) -> str:
+    """A keyed hash of a number, so sessions can be found by phone without storing it."""
+    return hmac.new(secret_key.encode(), e164.encode(), hashlib.sha256).hexdigest()
+
+
+def display(e164: str) -> str:
+    """National format for citizen-facing text: ``0987 542 228``."""
+    number = phonenumbers.parse(e164, "VN")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)

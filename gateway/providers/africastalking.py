@@ -1,0 +1,42 @@
+"""USSD, cumulative contract (Africa's Talking and the aggregators that copy it).
+
+POST form ``sessionId, serviceCode, phoneNumber, networkCode, text``; ``text`` is empty on
+dial, then every input so far joined by ``*``. Reply ``text/plain``: ``CON <screen>`` to
+continue, ``END <screen>`` to finish.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from gateway.messages import BadRequest, UssdReply, UssdRequest, split_service_code
+from gateway.phones import normalize_msisdn
+
+CHANNEL = "at"
+
+
+def parse_ussd(form: Mapping[str, str]) -> UssdRequest:
+    session_id = (form.get("sessionId") or "").strip()
+    if not session_id:
+        raise BadRequest("sessionId is required")
+    if len(session_id) > 128:
+        raise BadRequest("sessionId is too long")
+    msisdn = normalize_msisdn(form.get("phoneNumber"))
+    if msisdn is None:
+        raise BadRequest("phoneNumber is not a valid Vietnamese mobile number")
+    dialled = (form.get("serviceCode") or "").strip()
+    if not dialled:
+        raise BadRequest("serviceCode is required")
+    base, shortcut = split_service_code(dialled)
+    return UssdRequest(
+        channel=CHANNEL,
+        session_id=session_id,
+        msisdn=msisdn,
+        service_code=base,
+        shortcut=shortcut,
+        cumulative=form.get("text") or "",
+    )
+
+
+def render_ussd(reply: UssdReply) -> str:
+    return ("END " if reply.end else "CON ") + reply.text

@@ -1,0 +1,200 @@
+"""USSD sessions: turn a provider-neutral request into a menu step and remember the dialogue.
+
+Sessions live in the database so any worker can serve any hop. A retried request (same
+cumulative text, or same hop id) is answered from the stored reply and changes nothing.
+Sessions expire after ``session_ttl_seconds`` without a hop; a phone that dials again
+within ``resume_window_seconds`` of a dialogue that was cut off is offered to continue it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import zoneinfo
+from dataclasses import dataclass
+from typing import Callable
+
+from tortoise.exceptions import IntegrityError
+
+from gateway.logs import get_logger
+from gateway.messages import UssdReply, UssdRequest
+from gateway.phones import mask, phone_key
+from gateway.settings import Settings
+from menus import ussd as _menu  # noqa: F401 - registers the screens
+from menus.engine import HopContext, MenuState, Reply, Screen, render, resume_state, start_state, step
+from menus.render import Renderer
+from menus.texts import T, text
+from menus.views import Directory
+from models.entities import UssdSession
+
+log = get_logger("gateway.ussd")
+
+
+@dataclass(frozen=True, slots=True)
+class HopOutcome:
+    """A reply plus what the hop log line and metrics need."""
+
+    reply: UssdReply
+    screen: str
+    hop: int
+    retry: bool = False
+
+
+def newest_inputs(previous: str | None, cumulative: str) -> list[str]:
+    """The inputs a cumulative ``text`` adds to what the session already saw."""
+    if not cumulative:
+        return []
+    if not previous:
+        return cumulative.split("*")
+    if cumulative.startswith(previous + "*"):
+        return cumulative[len(previous) + 1 :].split("*")
+    # The aggregator's history diverged from ours (it dropped or rewrote a hop):
+    # the last segment is still what the caller just typed.
+    return [cumulative.rsplit("*", 1)[-1]]
+
+
+class UssdService:
+    def __init__(
+        self,
+        settings: Settings,
+        directory: Directory,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+    ) -> None:
+        self._settings = settings
+        self._directory = directory
+        self._clock = clock
+        self._renderer = Renderer(settings.ussd.screen_limit)
+        self._tz = zoneinfo.ZoneInfo(settings.locale.timezone)
+        self._ttl = dt.timedelta(seconds=settings.ussd.session_ttl_seconds)
+        self._resume_window = dt.timedelta(seconds=settings.ussd.resume_window_seconds)
+
+    def apology(self, lang: str | None = None) -> UssdReply:
+        return UssdReply(text(lang or self._settings.ussd.default_language, T.SORRY_ERROR), end=True)
+
+    async def handle(self, request: UssdRequest) -> HopOutcome:
+        now = self._clock()
+        retry_key = request.cumulative if request.cumulative is not None else request.hop_id
+        row = await UssdSession.get_or_none(channel=request.channel, external_id=request.session_id)
+        if row is not None and retry_key is not None and row.hops > 0 and row.last_request == retry_key:
+            return HopOutcome(UssdReply(row.last_reply, row.ended), _screen_of(row.state), row.hops, retry=True)
+        if row is not None and request.new:
+            row = None if row.ended else row  # a gateway reusing ids for a fresh dial
+        if row is not None and (row.ended or now - row.updated_at > self._ttl):
+            lang = row.state.get("lang", self._settings.ussd.default_language)
+            if not row.ended:
+                await UssdSession.filter(id=row.id).update(ended=True, updated_at=now)
+            return HopOutcome(UssdReply(text(lang, T.SESSION_EXPIRED), True), "expired", row.hops)
+
+        agency = await self._directory.agency_for_service_code(request.service_code)
+        ctx = HopContext(
+            directory=self._directory,
+            phone=request.msisdn,
+            agency=agency,
+            now=now,
+            tz=self._tz,
+            renderer=self._renderer,
+        )
+        key = phone_key(request.msisdn, self._settings.security.secret_key)
+        if row is None:
+            reply, state = await self._open(ctx, request, key, now)
+        else:
+            state = MenuState.from_json(row.state)
+            if request.cumulative is not None:
+                inputs = newest_inputs(row.last_request, request.cumulative)
+            else:
+                inputs = [request.latest or ""]
+            reply, state = await step(ctx, state, inputs or [""])
+
+        stored = UssdReply(reply.text, reply.end)
+        if row is None:
+            try:
+                row = await UssdSession.create(
+                    channel=request.channel,
+                    external_id=request.session_id,
+                    phone_key=key,
+                    state=state.to_json(),
+                    hops=1,
+                    last_request=retry_key or "",
+                    last_reply=stored.text,
+                    ended=stored.end,
+                    created_at=now,
+                    updated_at=now,
+                )
+            except IntegrityError:
+                # The same first hop raced in twice (an eager retry): answer what the winner stored.
+                winner = await UssdSession.get(channel=request.channel, external_id=request.session_id)
+                return HopOutcome(UssdReply(winner.last_reply, winner.ended), _screen_of(winner.state), winner.hops, True)
+            hop = 1
+        else:
+            hop = row.hops + 1
+            updated = await UssdSession.filter(id=row.id, hops=row.hops).update(
+                state=state.to_json(),
+                hops=hop,
+                last_request=retry_key or "",
+                last_reply=stored.text,
+                ended=stored.end,
+                updated_at=now,
+            )
+            if not updated:
+                winner = await UssdSession.get(id=row.id)
+                return HopOutcome(UssdReply(winner.last_reply, winner.ended), _screen_of(winner.state), winner.hops, True)
+        return HopOutcome(stored, state.frame.screen.value if state.stack else "goodbye", hop)
+
+    async def _open(
+        self, ctx: HopContext, request: UssdRequest, key: str, now: dt.datetime
+    ) -> tuple[Reply, MenuState]:
+        inputs = list(request.shortcut)
+        if request.cumulative:
+            typed = request.cumulative.split("*")
+            # Some aggregators repeat the dial-string inputs in the text: count them once.
+            if tuple(typed[: len(inputs)]) == tuple(inputs):
+                typed = typed[len(inputs) :]
+            inputs += typed
+        elif request.latest and not request.new:
+            inputs.append(request.latest)
+        lang = self._settings.ussd.default_language
+        if not inputs:
+            dropped = await self._dropped_dialogue(key, now)
+            if dropped is not None:
+                return await render(ctx, resume_state(lang, dropped))
+            return await render(ctx, start_state(lang))
+        # Render the main menu first: the dial-string inputs answer its choices.
+        _, state = await render(ctx, start_state(lang))
+        return await step(ctx, state, inputs)
+
+    async def _dropped_dialogue(self, key: str, now: dt.datetime) -> MenuState | None:
+        """The state of this phone's last dialogue if it was cut off mid-journey recently."""
+        if self._resume_window.total_seconds() <= 0:
+            return None
+        last = (
+            await UssdSession.filter(phone_key=key, ended=False, updated_at__gte=now - self._resume_window)
+            .order_by("-updated_at")
+            .first()
+        )
+        if last is None:
+            return None
+        await UssdSession.filter(id=last.id).update(ended=True)  # offered once, then superseded
+        state = MenuState.from_json(last.state)
+        if not state.stack or len(state.stack) < 2 or state.settled or state.frame.screen is Screen.RESUME:
+            return None
+        return state
+
+
+def _screen_of(state: dict) -> str:
+    stack = state.get("stack") or []
+    return stack[-1]["s"] if stack else "goodbye"
+
+
+def log_hop(request: UssdRequest, outcome: HopOutcome, started: float) -> None:
+    """The one canonical line per USSD hop."""
+    log.info(
+        "ussd_hop",
+        channel=request.channel,
+        session=request.session_id[-12:],
+        phone=mask(request.msisdn),
+        hop=outcome.hop,
+        screen=outcome.screen,
+        end=outcome.reply.end,
+        retry=outcome.retry,
+        latency_ms=round((time.perf_counter() - started) * 1000, 2),
+    )

@@ -1,0 +1,1 @@
+"""USSD menu trees and (later) SMS keyword commands: declarative screens, pure steps, text catalogues."""

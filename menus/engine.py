@@ -1,0 +1,250 @@
+"""The USSD menu engine: named screens, a navigation stack, and one pure step per hop.
+
+A screen is a symbol of ``Screen`` with a content function (what it shows) and, for
+screens that take typed text, a text handler. Both are registered with decorators and
+the registry is checked when ``menus.ussd`` finishes loading: a screen without content,
+or a prompt without a handler, fails at import.
+
+``step(state, inputs, ctx)`` is the whole engine: it reads through ``ctx.directory`` and
+returns the reply and the new state. It writes nothing; the caller stores the state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass, field, replace
+from typing import Any, Awaitable, Callable, Mapping, Union
+
+from menus.render import Content, Page, Renderer
+from menus.texts import LANGUAGES, T, text
+from menus.views import AgencyView, Directory
+
+
+class Screen(enum.Enum):
+    MAIN = "main"
+    RESUME = "resume"
+    LOOKUP_ENTER = "lookup_enter"
+    LOOKUP_CHOOSE = "lookup_choose"
+    LOOKUP_RESULT = "lookup_result"
+    REGISTER = "register"
+    MY_DOSSIERS = "my_dossiers"
+    PROCEDURES = "procedures"
+    PROCEDURE_DETAIL = "procedure_detail"
+    PICKUP = "pickup"
+    HELP = "help"
+
+
+class Command(enum.Enum):
+    """Choices that act on the dialogue itself rather than open a screen."""
+
+    TOGGLE_LANGUAGE = "lang"
+    RESUME = "resume"
+    RESTART = "restart"
+    NEXT_PAGE = "next"
+    PREV_PAGE = "prev"
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    screen: Screen
+    args: Mapping[str, Any] = field(default_factory=dict)
+    page: int = 0
+
+
+Target = Union[Frame, Command]
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A re-prompt: stay on the screen and say what was wrong."""
+
+    key: T
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class HopContext:
+    """What a step may know about the hop: who calls, through which code, and when."""
+
+    directory: Directory
+    phone: str  # caller, E.164
+    agency: AgencyView | None  # behind the dialled code
+    now: dt.datetime  # aware, UTC
+    tz: dt.tzinfo
+    renderer: Renderer
+
+
+@dataclass(frozen=True, slots=True)
+class MenuState:
+    lang: str
+    stack: tuple[Frame, ...]
+    # The choices of the page on screen: key -> target. Kept so an input needs no re-read.
+    choices: Mapping[str, Target] = field(default_factory=dict)
+    # The stack of a dropped dialogue the caller may continue (on the RESUME screen).
+    resumable: tuple[Frame, ...] = ()
+    # The caller reached the end of a journey (the last page of an answer): a dropped
+    # dialogue in this state is not worth offering to continue.
+    settled: bool = False
+
+    @property
+    def frame(self) -> Frame:
+        return self.stack[-1]
+
+    # JSON form, for the session store.
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "lang": self.lang,
+            "stack": [_frame_json(f) for f in self.stack],
+            "choices": {k: _target_json(t) for k, t in self.choices.items()},
+            "resumable": [_frame_json(f) for f in self.resumable],
+            "settled": self.settled,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "MenuState":
+        return cls(
+            lang=data["lang"],
+            stack=tuple(_frame_from(f) for f in data["stack"]),
+            choices={k: _target_from(t) for k, t in data.get("choices", {}).items()},
+            resumable=tuple(_frame_from(f) for f in data.get("resumable", ())),
+            settled=data.get("settled", False),
+        )
+
+
+def _frame_json(frame: Frame) -> dict[str, Any]:
+    return {"s": frame.screen.value, "a": dict(frame.args), "p": frame.page}
+
+
+def _frame_from(data: Mapping[str, Any]) -> Frame:
+    return Frame(Screen(data["s"]), data.get("a", {}), data.get("p", 0))
+
+
+def _target_json(target: Target) -> dict[str, Any]:
+    return {"cmd": target.value} if isinstance(target, Command) else {"go": _frame_json(target)}
+
+
+def _target_from(data: Mapping[str, Any]) -> Target:
+    return Command(data["cmd"]) if "cmd" in data else _frame_from(data["go"])
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    text: str
+    end: bool
+
+
+ContentFn = Callable[[HopContext, str, Mapping[str, Any]], Awaitable[Content[Target]]]
+TextFn = Callable[[HopContext, str, Mapping[str, Any], str], Awaitable[Union[Frame, Notice]]]
+
+
+@dataclass(slots=True)
+class _ScreenDef:
+    content: ContentFn | None = None
+    on_text: TextFn | None = None
+
+
+_REGISTRY: dict[Screen, _ScreenDef] = {screen: _ScreenDef() for screen in Screen}
+
+
+def content(screen: Screen) -> Callable[[ContentFn], ContentFn]:
+    def register(fn: ContentFn) -> ContentFn:
+        _REGISTRY[screen].content = fn
+        return fn
+
+    return register
+
+
+def on_text(screen: Screen) -> Callable[[TextFn], TextFn]:
+    def register(fn: TextFn) -> TextFn:
+        _REGISTRY[screen].on_text = fn
+        return fn
+
+    return register
+
+
+def check_registry() -> None:
+    """Every screen has content; every screen that takes text has a handler."""
+    missing = [s.name for s, d in _REGISTRY.items() if d.content is None]
+    if missing:
+        raise ImportError(f"screens without content: {missing}")
+
+
+def start_state(lang: str) -> MenuState:
+    return MenuState(lang=lang, stack=(Frame(Screen.MAIN),))
+
+
+def resume_state(lang: str, dropped: MenuState) -> MenuState:
+    """Offer to continue a dropped dialogue (a new session from the same phone)."""
+    return MenuState(lang=dropped.lang or lang, stack=(Frame(Screen.RESUME),), resumable=dropped.stack)
+
+
+async def screen_content(ctx: HopContext, lang: str, frame: Frame) -> Content[Target]:
+    fn = _REGISTRY[frame.screen].content
+    assert fn is not None  # check_registry() ran at import
+    return await fn(ctx, lang, frame.args)
+
+
+async def render(ctx: HopContext, state: MenuState, notice: Notice | None = None) -> tuple[Reply, MenuState]:
+    """Show the frame on top of the stack; remember its choices."""
+    frame = state.frame
+    shown = await screen_content(ctx, state.lang, frame)
+    notice_text = text(state.lang, notice.key, **notice.values) if notice else None
+    pages: list[Page[Target]] = ctx.renderer.pages(shown, state.lang, notice_text)
+    page_no = min(max(frame.page, 0), len(pages) - 1)
+    page = pages[page_no]
+    choices: dict[str, Target] = {key: item.target for key, item in page.choices.items()}
+    if page.has_next:
+        choices["9"] = Command.NEXT_PAGE
+    if page.has_prev:
+        choices["8"] = Command.PREV_PAGE
+    stack = state.stack[:-1] + (replace(frame, page=page_no),)
+    settled = not shown.prompt and not shown.items and not page.has_next
+    return Reply(page.text, shown.end), replace(state, stack=stack, choices=choices, settled=settled)
+
+
+async def step(ctx: HopContext, state: MenuState, inputs: list[str]) -> tuple[Reply, MenuState]:
+    """Apply the caller's inputs in order, then show where they lead."""
+    notice: Notice | None = None
+    for raw in inputs:
+        state, notice = await _apply(ctx, state, raw.strip())
+        if not state.stack:
+            return Reply(text(state.lang, T.GOODBYE), True), state
+        if len(inputs) > 1:
+            # Shortcut or caught-up inputs: each one is read against the screen it answers.
+            reply, state = await render(ctx, state, notice)
+            if reply.end:
+                return reply, state
+    return await render(ctx, state, notice)
+
+
+async def _apply(ctx: HopContext, state: MenuState, value: str) -> tuple[MenuState, Notice | None]:
+    frame = state.frame
+    if value == "00":
+        return replace(state, stack=(Frame(Screen.MAIN),)), None
+    if value == "0":
+        return replace(state, stack=state.stack[:-1]), None
+    target = state.choices.get(value)
+    if target is Command.NEXT_PAGE or target is Command.PREV_PAGE:
+        delta = 1 if target is Command.NEXT_PAGE else -1
+        return _replace_top(state, replace(frame, page=frame.page + delta)), None
+    if target is Command.TOGGLE_LANGUAGE:
+        other = LANGUAGES[(LANGUAGES.index(state.lang) + 1) % len(LANGUAGES)]
+        return replace(state, lang=other), None
+    if target is Command.RESUME and state.resumable:
+        return replace(state, stack=state.resumable, resumable=()), None
+    if target is Command.RESTART:
+        return replace(state, stack=(Frame(Screen.MAIN),), resumable=()), None
+    if isinstance(target, Frame):
+        return replace(state, stack=state.stack + (target,)), None
+    handler = _REGISTRY[frame.screen].on_text
+    if handler is not None and value:
+        outcome = await handler(ctx, state.lang, frame.args, value)
+        if isinstance(outcome, Notice):
+            return state, outcome
+        return replace(state, stack=state.stack + (outcome,)), None
+    return state, Notice(T.INVALID_CHOICE)
+
+
+def _replace_top(state: MenuState, frame: Frame) -> MenuState:
+    return replace(state, stack=state.stack[:-1] + (frame,))

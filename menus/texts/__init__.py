@@ -1,0 +1,107 @@
+"""Citizen-facing texts: one catalogue per language, keyed by the ``T`` symbols.
+
+Both catalogues are checked when this module loads: every key present in each, the
+same placeholders in each, plain ASCII only (unaccented Vietnamese keeps a screen or an
+SMS in GSM-7). A missing or misspelt text fails at import, not in front of a citizen.
+"""
+
+from __future__ import annotations
+
+import enum
+import string
+from typing import Any, Mapping
+
+LANGUAGES = ("vi", "en")
+
+
+class T(enum.Enum):
+    MAIN_TITLE = enum.auto()
+    MAIN_LOOKUP = enum.auto()
+    MAIN_REGISTER = enum.auto()
+    MAIN_MY_DOSSIERS = enum.auto()
+    MAIN_PROCEDURES = enum.auto()
+    MAIN_PICKUP = enum.auto()
+    MAIN_HELP = enum.auto()
+    MAIN_LANGUAGE = enum.auto()
+    NAV_PREV = enum.auto()
+    NAV_NEXT = enum.auto()
+    NAV_BACK = enum.auto()
+    NAV_HOME = enum.auto()
+    INVALID_CHOICE = enum.auto()
+    GOODBYE = enum.auto()
+    SORRY_ERROR = enum.auto()
+    SESSION_EXPIRED = enum.auto()
+    RESUME_TITLE = enum.auto()
+    RESUME_CONTINUE = enum.auto()
+    RESUME_RESTART = enum.auto()
+    LOOKUP_PROMPT = enum.auto()
+    LOOKUP_BAD_CODE = enum.auto()
+    LOOKUP_NOT_FOUND = enum.auto()
+    LOOKUP_NEED_FULL_CODE = enum.auto()
+    LOOKUP_CHOOSE_TITLE = enum.auto()
+    LOOKUP_CHOOSE_ITEM = enum.auto()
+    RESULT_CODE = enum.auto()
+    RESULT_STATUS = enum.auto()
+    RESULT_APPLICANT = enum.auto()
+    RESULT_DUE = enum.auto()
+    RESULT_OVERDUE = enum.auto()
+    RESULT_REASON = enum.auto()
+    RESULT_CALL = enum.auto()
+    RESULT_MISSING_DOCS = enum.auto()
+    RESULT_MISSING_DOCS_PUBLIC = enum.auto()
+    RESULT_FEE = enum.auto()
+    RESULT_PICKUP = enum.auto()
+    RESULT_PICKUP_FEE = enum.auto()
+    RESULT_DELIVERY_FULL = enum.auto()
+    RESULT_PRIVATE_HINT = enum.auto()
+    STATUS_1 = enum.auto()
+    STATUS_2 = enum.auto()
+    STATUS_3 = enum.auto()
+    STATUS_4 = enum.auto()
+    STATUS_5 = enum.auto()
+    STATUS_6 = enum.auto()
+    STATUS_7 = enum.auto()
+    STATUS_8 = enum.auto()
+    STATUS_9 = enum.auto()
+    STATUS_10 = enum.auto()
+    FEE_FREE = enum.auto()
+    FEE_AMOUNT = enum.auto()
+    PROCEDURES_TITLE = enum.auto()
+    PROCEDURES_EMPTY = enum.auto()
+    PROCEDURE_DETAIL = enum.auto()
+    PICKUP_INFO = enum.auto()
+    HELP_INFO = enum.auto()
+    COMING_SOON = enum.auto()
+
+
+def _catalogues() -> dict[str, Mapping[T, str]]:
+    from menus.texts import en, vi
+
+    return {"vi": vi.TEXTS, "en": en.TEXTS}
+
+
+def _placeholders(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+def _check(catalogues: Mapping[str, Mapping[T, str]]) -> None:
+    reference = catalogues["vi"]
+    for lang, texts in catalogues.items():
+        missing = set(T) - set(texts)
+        if missing:
+            raise ImportError(f"text catalogue {lang!r} lacks {sorted(k.name for k in missing)}")
+        for key, text in texts.items():
+            if not text.isascii():
+                raise ImportError(f"text {lang}.{key.name} is not plain ASCII: {text!r}")
+            if _placeholders(text) != _placeholders(reference[key]):
+                raise ImportError(f"text {lang}.{key.name} has other placeholders than vi")
+
+
+CATALOGUES = _catalogues()
+_check(CATALOGUES)
+
+
+def text(lang: str, key: T, **values: Any) -> str:
+    """The text for ``key`` in ``lang``, with its placeholders filled."""
+    template = CATALOGUES[lang][key]
+    return template.format(**values) if values else template

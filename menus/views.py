@@ -1,0 +1,75 @@
+"""Plain read-only views of the data the menus show, and the port they read it through.
+
+Menus never touch the ORM: they get these frozen views from a ``Directory`` (the
+database one lives in ``models.directory``; tests may pass their own), so a menu step is
+a function of its state, its input and what it read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Protocol
+
+from models.entities import DossierStatus, FilingMode
+
+
+@dataclass(frozen=True, slots=True)
+class Localized:
+    vi: str
+    en: str
+
+    def get(self, lang: str) -> str:
+        return self.en if lang == "en" else self.vi
+
+
+@dataclass(frozen=True, slots=True)
+class AgencyView:
+    id: int
+    code: str
+    name: str
+    address: str
+    desk_hours: Localized
+    hotline: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProcedureView:
+    id: int
+    name: Localized
+    processing_time: Localized
+    fee: Localized
+    documents: Localized
+
+
+@dataclass(frozen=True, slots=True)
+class DossierView:
+    id: int
+    code: str
+    agency: AgencyView
+    procedure_name: Localized
+    applicant_name: str
+    applicant_phone: str  # E.164
+    status: DossierStatus
+    status_note: str
+    received_at: dt.datetime
+    due_at: dt.datetime | None
+    fee_due: int
+    pickup_place: str
+    mode: FilingMode
+
+
+class Directory(Protocol):
+    """What the menus may read."""
+
+    async def agency_for_service_code(self, service_code: str) -> AgencyView | None: ...
+
+    async def procedures(self, agency_id: int) -> list[ProcedureView]: ...
+
+    async def procedure(self, agency_id: int, procedure_id: int) -> ProcedureView | None: ...
+
+    async def dossier(self, dossier_id: int) -> DossierView | None: ...
+
+    async def dossier_by_code(self, code: str) -> DossierView | None: ...
+
+    async def dossiers_by_tail(self, agency_id: int, tail: str) -> list[DossierView]: ...

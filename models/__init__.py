@@ -1,0 +1,21 @@
+"""Tortoise ORM models of the gateway and the database setup."""
+
+from models.entities import (
+    Agency,
+    Dossier,
+    DossierStatus,
+    DossierStatusChange,
+    FilingMode,
+    Procedure,
+    UssdSession,
+)
+
+__all__ = [
+    "Agency",
+    "Dossier",
+    "DossierStatus",
+    "DossierStatusChange",
+    "FilingMode",
+    "Procedure",
+    "UssdSession",
+]
