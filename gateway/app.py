@@ -15,9 +15,11 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from gateway.logs import get_logger
 from gateway.messages import BadRequest, UssdRequest
 from gateway.providers import africastalking, generic_json
+from gateway.sessions import SessionStore
 from gateway.settings import DEV_SECRET_KEY, Settings
 from gateway.ussd import HopOutcome, UssdService, log_hop
 from models.db import open_database
+from models.fastsql import open_runner
 from models.directory import DatabaseDirectory
 
 log = get_logger("gateway.app")
@@ -120,10 +122,15 @@ def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] | None = 
         if settings.security.secret_key == DEV_SECRET_KEY:
             log.warning("dev_secret_key", hint=f"set {settings.security.secret_key_env} in production")
         async with open_database(settings.database.url, run_migrations=settings.database.migrate_on_start):
-            directory = DatabaseDirectory(settings.ussd.catalogue_cache_seconds)
+            sql = open_runner(settings.database.url)
+            directory = DatabaseDirectory(settings.ussd.catalogue_cache_seconds, sql)
             app[DIRECTORY] = directory
-            app[USSD] = UssdService(settings, directory, clock) if clock else UssdService(settings, directory)
-            yield
+            sessions = SessionStore(sql)
+            app[USSD] = UssdService(settings, directory, sessions, clock) if clock else UssdService(settings, directory, sessions)
+            try:
+                yield
+            finally:
+                await sql.close()
 
     app.cleanup_ctx.append(database)
     app.router.add_get("/healthz", healthz)

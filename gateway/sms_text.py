@@ -86,6 +86,12 @@ def unaccent(text: str) -> str:
     )
 
 
+# ASCII characters that are not one-septet GSM-7: the extension ones cost two, the rest
+# (backtick, DEL, most control characters) are not in the alphabet at all.
+_ASCII_EXTENSION = frozenset(c for c in GSM7_EXTENSION if c.isascii())
+_ASCII_NOT_BASIC = frozenset(chr(i) for i in range(128)) - GSM7_BASIC - _ASCII_EXTENSION
+
+
 def is_gsm7(text: str) -> bool:
     """True if every character is in the GSM-7 basic or extension table."""
     return all(c in GSM7_BASIC or c in GSM7_EXTENSION for c in text)
@@ -107,6 +113,11 @@ def units(text: str, encoding: Encoding) -> int:
 
     Raises ValueError for GSM-7 if *text* contains a non-GSM-7 character.
     """
+    if encoding is Encoding.UCS2:
+        return len(text) + sum(1 for c in text if ord(c) > 0xFFFF) if not text.isascii() else len(text)
+    # Fast path for what screens mostly are: printable ASCII without GSM-7 oddities.
+    if text.isascii() and not _ASCII_NOT_BASIC.intersection(text):
+        return len(text) + sum(text.count(c) for c in _ASCII_EXTENSION if c in text)
     return sum(_cost(c, encoding) for c in text)
 
 

@@ -14,8 +14,6 @@ import zoneinfo
 from dataclasses import dataclass
 from typing import Callable
 
-from tortoise.exceptions import IntegrityError
-
 from gateway.logs import get_logger
 from gateway.messages import UssdReply, UssdRequest
 from gateway.phones import mask, phone_key
@@ -25,7 +23,7 @@ from menus.engine import HopContext, MenuState, Reply, Screen, render, resume_st
 from menus.render import Renderer
 from menus.texts import T, text
 from menus.views import Directory
-from models.entities import UssdSession
+from gateway.sessions import SessionStore
 
 log = get_logger("gateway.ussd")
 
@@ -58,10 +56,12 @@ class UssdService:
         self,
         settings: Settings,
         directory: Directory,
+        sessions: SessionStore,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
     ) -> None:
         self._settings = settings
         self._directory = directory
+        self._sessions = sessions
         self._clock = clock
         self._renderer = Renderer(settings.ussd.screen_limit)
         self._tz = zoneinfo.ZoneInfo(settings.locale.timezone)
@@ -74,15 +74,13 @@ class UssdService:
     async def handle(self, request: UssdRequest) -> HopOutcome:
         now = self._clock()
         retry_key = request.cumulative if request.cumulative is not None else request.hop_id
-        row = await UssdSession.get_or_none(channel=request.channel, external_id=request.session_id)
+        row = await self._sessions.get(request.channel, request.session_id)
         if row is not None and retry_key is not None and row.hops > 0 and row.last_request == retry_key:
             return HopOutcome(UssdReply(row.last_reply, row.ended), _screen_of(row.state), row.hops, retry=True)
-        if row is not None and request.new:
-            row = None if row.ended else row  # a gateway reusing ids for a fresh dial
         if row is not None and (row.ended or now - row.updated_at > self._ttl):
             lang = row.state.get("lang", self._settings.ussd.default_language)
             if not row.ended:
-                await UssdSession.filter(id=row.id).update(ended=True, updated_at=now)
+                await self._sessions.end(row.id, now)
             return HopOutcome(UssdReply(text(lang, T.SESSION_EXPIRED), True), "expired", row.hops)
 
         agency = await self._directory.agency_for_service_code(request.service_code)
@@ -106,38 +104,20 @@ class UssdService:
             reply, state = await step(ctx, state, inputs or [""])
 
         stored = UssdReply(reply.text, reply.end)
+        saved_state = state.to_json()
         if row is None:
-            try:
-                row = await UssdSession.create(
-                    channel=request.channel,
-                    external_id=request.session_id,
-                    phone_key=key,
-                    state=state.to_json(),
-                    hops=1,
-                    last_request=retry_key or "",
-                    last_reply=stored.text,
-                    ended=stored.end,
-                    created_at=now,
-                    updated_at=now,
-                )
-            except IntegrityError:
-                # The same first hop raced in twice (an eager retry): answer what the winner stored.
-                winner = await UssdSession.get(channel=request.channel, external_id=request.session_id)
-                return HopOutcome(UssdReply(winner.last_reply, winner.ended), _screen_of(winner.state), winner.hops, True)
             hop = 1
+            saved = await self._sessions.create(
+                request.channel, request.session_id, key, saved_state, retry_key or "", stored.text, stored.end, now
+            )
         else:
             hop = row.hops + 1
-            updated = await UssdSession.filter(id=row.id, hops=row.hops).update(
-                state=state.to_json(),
-                hops=hop,
-                last_request=retry_key or "",
-                last_reply=stored.text,
-                ended=stored.end,
-                updated_at=now,
-            )
-            if not updated:
-                winner = await UssdSession.get(id=row.id)
-                return HopOutcome(UssdReply(winner.last_reply, winner.ended), _screen_of(winner.state), winner.hops, True)
+            saved = await self._sessions.advance(row, saved_state, retry_key or "", stored.text, stored.end, now)
+        if not saved:
+            # The same hop raced in twice (an eager retry): answer what the winner stored.
+            winner = await self._sessions.get(request.channel, request.session_id)
+            assert winner is not None
+            return HopOutcome(UssdReply(winner.last_reply, winner.ended), _screen_of(winner.state), winner.hops, True)
         return HopOutcome(stored, state.frame.screen.value if state.stack else "goodbye", hop)
 
     async def _open(
@@ -166,14 +146,10 @@ class UssdService:
         """The state of this phone's last dialogue if it was cut off mid-journey recently."""
         if self._resume_window.total_seconds() <= 0:
             return None
-        last = (
-            await UssdSession.filter(phone_key=key, ended=False, updated_at__gte=now - self._resume_window)
-            .order_by("-updated_at")
-            .first()
-        )
+        last = await self._sessions.latest_open(key, now - self._resume_window)
         if last is None:
             return None
-        await UssdSession.filter(id=last.id).update(ended=True)  # offered once, then superseded
+        await self._sessions.end(last.id)  # offered once, then superseded
         state = MenuState.from_json(last.state)
         if not state.stack or len(state.stack) < 2 or state.settled or state.frame.screen is Screen.RESUME:
             return None

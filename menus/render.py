@@ -70,11 +70,31 @@ def _shorten(value: str, budget: int) -> str:
 
 
 class Renderer:
+    CACHE_SIZE = 4096
+
     def __init__(self, limit: int) -> None:
         self.limit = limit
+        self._cache: dict[tuple, list[Page[int]]] = {}
 
     def pages(self, content: Content[Target], lang: str, notice: str | None = None) -> list[Page[Target]]:
         """Lay ``content`` out in pages; ``notice`` (an error) takes the title's place."""
+        # Layout depends only on the texts, so it is cached; the targets come from this content.
+        key = (lang, notice, content.title, content.body, tuple(i.label for i in content.items),
+               content.prompt, content.end, content.nav)
+        layout = self._cache.get(key)
+        if layout is None:
+            indexed = Content(content.title, content.body, tuple(Item(i.label, n) for n, i in enumerate(content.items)),
+                              content.prompt, content.end, content.nav)
+            layout = self._layout(indexed, lang, notice)
+            if len(self._cache) >= self.CACHE_SIZE:
+                self._cache.clear()
+            self._cache[key] = layout
+        return [
+            Page(p.text, {k: content.items[i.target] for k, i in p.choices.items()}, p.has_prev, p.has_next)
+            for p in layout
+        ]
+
+    def _layout(self, content: Content[int], lang: str, notice: str | None) -> list[Page[int]]:
         title = screen_text(notice or content.title)
         body_words = screen_text(content.body).split()
         labels = [screen_text(item.label) for item in content.items]

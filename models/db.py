@@ -21,10 +21,19 @@ APP_LABEL = "models"
 
 def tortoise_config(url: str) -> dict:
     """The Tortoise config for one database URL (sqlite://path or postgres://...)."""
-    if url.startswith("sqlite://") and url != "sqlite://:memory:":
-        Path(url.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
+    connection: str | dict = url
+    if url.startswith("sqlite://"):
+        path, _, query = url.removeprefix("sqlite://").partition("?")
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # WAL with synchronous=NORMAL: a commit survives a crash of the process (not of the
+        # machine's power) without an fsync per commit, which would cap a worker at a few
+        # hundred writes a second. A URL that sets its own pragmas keeps them.
+        if "synchronous" not in query:
+            url = f"{url}{'&' if query else '?'}synchronous=NORMAL"
+        connection = url
     return {
-        "connections": {"default": url},
+        "connections": {"default": connection},
         "apps": {
             APP_LABEL: {
                 "models": ["models.entities"],

@@ -10,7 +10,15 @@ import time
 from typing import Callable
 
 from menus.views import AgencyView, DossierView, Localized, ProcedureView
-from models.entities import Agency, Dossier, Procedure
+from models.entities import Agency, DossierStatus, FilingMode, Procedure
+from models.fastsql import SqlRunner, as_datetime
+
+# Dossiers are read on most lookup hops: one fixed statement, no ORM.
+_DOSSIER_SELECT = (
+    'SELECT d.id, d.code, d.agency_id, d.applicant_name, d.applicant_phone, d.status, d.status_note,'
+    ' d.received_at, d.due_at, d.fee_due, d.pickup_place, d.mode, p.name, p.name_en'
+    ' FROM dossier d JOIN "procedure" p ON p.id = d.procedure_id '
+)
 
 
 def agency_view(agency: Agency) -> AgencyView:
@@ -35,7 +43,8 @@ def procedure_view(procedure: Procedure) -> ProcedureView:
 
 
 class DatabaseDirectory:
-    def __init__(self, cache_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, cache_seconds: float, sql: SqlRunner, clock: Callable[[], float] = time.monotonic) -> None:
+        self._sql = sql
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._loaded_at: float | None = None
@@ -77,39 +86,38 @@ class DatabaseDirectory:
                 return procedure
         return None
 
-    async def _views(self, query) -> list[DossierView]:
+    async def _views(self, where: str, params: tuple) -> list[DossierView]:
         await self._catalogue()
-        rows = await query.select_related("procedure")
-        if any(row.agency_id not in self._agencies for row in rows):
+        rows = await self._sql.fetch(_DOSSIER_SELECT + where, params)
+        if any(row[2] not in self._agencies for row in rows):
             self.forget()  # an agency added since the cache was filled
             await self._catalogue()
         return [self._dossier_view(row) for row in rows]
 
-    def _dossier_view(self, row: Dossier) -> DossierView:
-        procedure = row.procedure
+    def _dossier_view(self, row: tuple) -> DossierView:
         return DossierView(
-            id=row.id,
-            code=row.code,
-            agency=self._agencies[row.agency_id],
-            procedure_name=Localized(procedure.name, procedure.name_en),
-            applicant_name=row.applicant_name,
-            applicant_phone=row.applicant_phone,
-            status=row.status,
-            status_note=row.status_note,
-            received_at=row.received_at,
-            due_at=row.due_at,
-            fee_due=row.fee_due,
-            pickup_place=row.pickup_place,
-            mode=row.mode,
+            id=row[0],
+            code=row[1],
+            agency=self._agencies[row[2]],
+            applicant_name=row[3],
+            applicant_phone=row[4],
+            status=DossierStatus(row[5]),
+            status_note=row[6],
+            received_at=as_datetime(row[7]),
+            due_at=as_datetime(row[8]),
+            fee_due=row[9],
+            pickup_place=row[10],
+            mode=FilingMode(row[11]),
+            procedure_name=Localized(row[12], row[13]),
         )
 
     async def dossier(self, dossier_id: int) -> DossierView | None:
-        found = await self._views(Dossier.filter(id=dossier_id))
+        found = await self._views('WHERE d.id=?', (dossier_id,))
         return found[0] if found else None
 
     async def dossier_by_code(self, code: str) -> DossierView | None:
-        found = await self._views(Dossier.filter(code=code))
+        found = await self._views('WHERE d.code=?', (code,))
         return found[0] if found else None
 
     async def dossiers_by_tail(self, agency_id: int, tail: str) -> list[DossierView]:
-        return await self._views(Dossier.filter(agency_id=agency_id, tail=tail).order_by("code"))
+        return await self._views('WHERE d.agency_id=? AND d.tail=? ORDER BY d.code', (agency_id, tail))

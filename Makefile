@@ -1,0 +1,45 @@
+# The commands a newcomer needs. Everything installs itself into .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run phone test test-sqlite test-postgres bench migrations clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Serve the gateway on its embedded defaults: SQLite in var/, SMS to the console.
+run: install
+	$(PY) -m gateway migrate
+	$(PY) -m gateway seed
+	$(PY) -m gateway run
+
+## A terminal phone that dials the running gateway (make run in another terminal).
+phone: install
+	$(PY) -m gateway phone --msisdn 0987542228
+
+## The whole suite: on SQLite, then again on a real PostgreSQL server it starts itself.
+test: test-sqlite test-postgres
+
+test-sqlite: install
+	$(PY) -m pytest -q
+
+test-postgres: install
+	eval "$$(bash .ci/postgres.sh start)" && $(PY) -m pytest -q; status=$$?; bash .ci/postgres.sh stop; exit $$status
+
+## Benchmarks (ratios against a baseline measured in the same run).
+bench: install
+	$(PY) -m bench.ussd
+
+## After changing a model: write the migration that follows it.
+migrations: install
+	$(PY) -m tortoise -c models.db.TORTOISE_ORM makemigrations
+
+clean:
+	rm -rf $(VENV) var *.egg-info

@@ -1,0 +1,94 @@
+"""USSD session store: the dialogue state of every live session, shared by all workers.
+
+Sessions are the hottest path of the gateway (a read and a write on every hop), so the
+store runs fixed SQL through ``models.fastsql`` instead of the ORM. The ``ussd_session``
+table itself is owned by ``models.entities.UssdSession`` and its migrations.
+Writes are optimistic on the hop counter, so two workers racing on one session (an eager
+aggregator retry) cannot both move it on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from models.fastsql import SqlRunner, as_datetime
+
+_COLUMNS = "id, state, hops, last_request, last_reply, ended, updated_at"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    id: int
+    state: dict[str, Any]
+    hops: int
+    last_request: str
+    last_reply: str
+    ended: bool
+    updated_at: dt.datetime
+
+
+def _record(row: tuple[Any, ...]) -> SessionRecord:
+    state = row[1]
+    return SessionRecord(
+        id=row[0],
+        state=json.loads(state) if isinstance(state, (str, bytes)) else state,
+        hops=row[2],
+        last_request=row[3],
+        last_reply=row[4],
+        ended=bool(row[5]),
+        updated_at=as_datetime(row[6]),
+    )
+
+
+class SessionStore:
+    def __init__(self, sql: SqlRunner) -> None:
+        self._sql = sql
+
+    async def get(self, channel: str, external_id: str) -> SessionRecord | None:
+        rows = await self._sql.fetch(
+            f"SELECT {_COLUMNS} FROM ussd_session WHERE channel=? AND external_id=?", (channel, external_id)
+        )
+        return _record(rows[0]) if rows else None
+
+    async def create(
+        self, channel: str, external_id: str, phone_key: str, state: dict[str, Any],
+        last_request: str, last_reply: str, ended: bool, now: dt.datetime,
+    ) -> bool:
+        """Store a session's first hop; False if one with this id exists (a raced first hop)."""
+        rows = await self._sql.fetch(
+            "INSERT INTO ussd_session (channel, external_id, phone_key, state, hops, last_request,"
+            " last_reply, ended, created_at, updated_at) VALUES (?,?,?,?,1,?,?,?,?,?)"
+            " ON CONFLICT (channel, external_id) DO NOTHING RETURNING id",
+            (channel, external_id, phone_key, json.dumps(state), last_request, last_reply, ended, now, now),
+        )
+        return bool(rows)
+
+    async def advance(
+        self, record: SessionRecord, state: dict[str, Any], last_request: str, last_reply: str,
+        ended: bool, now: dt.datetime,
+    ) -> bool:
+        """Store the next hop; False if another hop got there first."""
+        rows = await self._sql.fetch(
+            "UPDATE ussd_session SET state=?, hops=?, last_request=?, last_reply=?, ended=?, updated_at=?"
+            " WHERE id=? AND hops=? RETURNING id",
+            (json.dumps(state), record.hops + 1, last_request, last_reply, ended, now, record.id, record.hops),
+        )
+        return bool(rows)
+
+    async def end(self, session_id: int, now: dt.datetime | None = None) -> None:
+        if now is None:
+            await self._sql.fetch("UPDATE ussd_session SET ended=? WHERE id=?", (True, session_id))
+        else:
+            await self._sql.fetch("UPDATE ussd_session SET ended=?, updated_at=? WHERE id=?", (True, now, session_id))
+
+    async def latest_open(self, phone_key: str, since: dt.datetime) -> SessionRecord | None:
+        """This phone's most recent unfinished session active since ``since``."""
+        rows = await self._sql.fetch(
+            f"SELECT {_COLUMNS} FROM ussd_session WHERE phone_key=? AND ended=? AND updated_at>=?"
+            " ORDER BY updated_at DESC LIMIT 1",
+            (phone_key, False, since),
+        )
+        return _record(rows[0]) if rows else None

@@ -1,0 +1,31 @@
+"""The terminal phone against the real app over real HTTP."""
+
+from __future__ import annotations
+
+from gateway.phone_sim import run_phone
+
+
+async def test_phone_walks_a_dialogue_and_quits(client):
+    keys = iter(["6", "0", "0", "q"])
+    out: list[str] = []
+    url = str(client.make_url("")).rstrip("/")
+    code = await run_phone(url, "0987542228", "*384#", read=lambda prompt: next(keys), write=out.append)
+    assert code == 0
+    screens = "\n".join(out)
+    assert "| DVC UBND xa Phuong Ky" in screens
+    assert "| Hotline 0987.542.228." in screens or "Hotline 0987.542.228" in screens
+    assert "| Cam on ban da dung dich vu cong." in screens
+
+
+async def test_phone_refuses_a_bad_number(client):
+    out: list[str] = []
+    code = await run_phone("http://127.0.0.1:1", "12345", "*384#", read=lambda p: "q", write=out.append)
+    assert code == 2
+    assert "not a Vietnamese mobile number" in out[0]
+
+
+async def test_phone_says_when_the_gateway_is_down():
+    out: list[str] = []
+    code = await run_phone("http://127.0.0.1:9", "0987542228", "*384#", read=lambda p: "q", write=out.append)
+    assert code == 1
+    assert "cannot reach the gateway" in out[-1]

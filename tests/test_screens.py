@@ -1,0 +1,194 @@
+"""Every screen of every menu, in every language, with long realistic data, fits the limit.
+
+The data here is deliberately long (the longest names a province might import, accented
+Vietnamese from an import that kept its diacritics); the renderer must page or shorten
+it, never overflow, and never put a character outside GSM-7 on a screen.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import zoneinfo
+
+import pytest
+
+from gateway.sms_text import Encoding, is_gsm7, units
+from menus import ussd as _menu  # noqa: F401 - registers screens
+from menus.engine import Frame, HopContext, MenuState, Notice, Screen, render
+from menus.render import Content, Item, Renderer, ScreenTooLong
+from menus.texts import LANGUAGES, T
+from menus.views import AgencyView, DossierView, Localized, ProcedureView
+from models.entities import DossierStatus, FilingMode
+
+NOW = dt.datetime(2026, 11, 23, 3, 0, tzinfo=dt.timezone.utc)
+LONG_AGENCY = AgencyView(
+    id=1,
+    code="000.32.22.H23",
+    name="Ủy ban nhân dân xã Phượng Kỳ (sáp nhập từ các xã Tân Kỳ, Đại Hợp và Dân Chủ) tỉnh Hải Dương",
+    address="Bộ phận Một cửa, Trụ sở Ủy ban nhân dân xã Phượng Kỳ, thôn Đông Hạ, xã Phượng Kỳ, tỉnh Hải Dương",
+    desk_hours=Localized("Thứ Hai đến Thứ Sáu 7h30-11h30 và 13h30-17h00; sáng Thứ Bảy 7h30-11h30", "Monday to Friday 7:30-11:30 and 13:30-17:00; Saturday morning 7:30-11:30"),
+    hotline="0987.542.228",
+)
+LONG_PROCEDURES = [
+    ProcedureView(
+        id=n,
+        name=Localized(f"Thủ tục đăng ký lại khai sinh có yếu tố nước ngoài số {n} và cấp bản sao trích lục", f"Re-registration of a birth with a foreign element number {n} and extract copy"),
+        processing_time=Localized("05 ngày làm việc kể từ ngày nhận đủ hồ sơ hợp lệ; trường hợp cần xác minh thì không quá 10 ngày", "5 working days from a complete dossier; up to 10 if checks are needed"),
+        fee=Localized("8.000 đồng/bản sao; miễn lệ phí cho người thuộc gia đình có công với cách mạng, hộ nghèo", "8,000 VND per copy; free for families of war veterans and poor households"),
+        documents=Localized(
+            "Tờ khai theo mẫu; Giấy chứng sinh hoặc văn bản của người làm chứng; CCCD của cha, mẹ; "
+            "Giấy chứng nhận kết hôn; văn bản ủy quyền có chứng thực nếu người khác đi nộp; "
+            "giấy tờ chứng minh nơi cư trú; bản dịch có chứng thực các giấy tờ bằng tiếng nước ngoài [bản chính] {nếu có}",
+            "Form; birth certificate or a witness statement; parents' ID cards; marriage certificate; "
+            "certified power of attorney if someone else files; proof of residence; certified translations [originals] {if any}",
+        ),
+    )
+    for n in range(1, 13)
+]
+
+
+def long_dossier(status: DossierStatus, mode: FilingMode, n: int) -> DossierView:
+    return DossierView(
+        id=n,
+        code="000.32.22.H23.CA.TP.VP-20261123-00923456"[:64],
+        agency=LONG_AGENCY,
+        procedure_name=LONG_PROCEDURES[0].name,
+        applicant_name="Nguyễn Thị Phượng Hoàng Anh Đào Ngọc Bích Thủy Tiên Kim Chi Bảo Ngọc",
+        applicant_phone="+84987542228",
+        status=status,
+        status_note="Bổ sung bản sao có chứng thực Giấy chứng nhận kết hôn của cha mẹ và văn bản xác nhận cư trú do Công an xã cấp trong vòng 30 ngày",
+        received_at=NOW - dt.timedelta(days=40),
+        due_at=NOW - dt.timedelta(days=30),
+        fee_due=199_000,
+        pickup_place="",
+        mode=mode,
+    )
+
+
+DOSSIERS = [
+    long_dossier(status, mode, n)
+    for n, (status, mode) in enumerate(itertools.product(DossierStatus, FilingMode), start=1)
+]
+
+
+class LongDirectory:
+    async def agency_for_service_code(self, service_code):
+        return LONG_AGENCY
+
+    async def procedures(self, agency_id):
+        return LONG_PROCEDURES
+
+    async def procedure(self, agency_id, procedure_id):
+        return next((p for p in LONG_PROCEDURES if p.id == procedure_id), None)
+
+    async def dossier(self, dossier_id):
+        return next((d for d in DOSSIERS if d.id == dossier_id), None)
+
+    async def dossier_by_code(self, code):
+        return DOSSIERS[0]
+
+    async def dossiers_by_tail(self, agency_id, tail):
+        return DOSSIERS[:9]
+
+
+# Every screen and the arguments it is shown with: adding a screen without adding it here fails.
+SCREEN_ARGS = {
+    Screen.MAIN: [{}],
+    Screen.RESUME: [{}],
+    Screen.LOOKUP_ENTER: [{}],
+    Screen.LOOKUP_CHOOSE: [{"tail": "2611230001"}],
+    Screen.LOOKUP_RESULT: [{"id": d.id} for d in DOSSIERS] + [{"id": 999}],
+    Screen.REGISTER: [{}],
+    Screen.MY_DOSSIERS: [{}],
+    Screen.PROCEDURES: [{}],
+    Screen.PROCEDURE_DETAIL: [{"id": 1}, {"id": 999}],
+    Screen.PICKUP: [{}],
+    Screen.HELP: [{}],
+}
+NOTICES = [
+    None,
+    Notice(T.INVALID_CHOICE),
+    Notice(T.LOOKUP_BAD_CODE),
+    Notice(T.LOOKUP_NEED_FULL_CODE),
+    Notice(T.LOOKUP_NOT_FOUND, {"code": "G09.20.H23.CA.TP.VP.XA.PHUONG.KY-20261123-00923456"}),
+]
+
+
+def test_the_walk_covers_every_screen():
+    assert set(SCREEN_ARGS) == set(Screen)
+
+
+def context(limit: int, phone: str) -> HopContext:
+    return HopContext(
+        directory=LongDirectory(), phone=phone, agency=LONG_AGENCY, now=NOW,
+        tz=zoneinfo.ZoneInfo("Asia/Ho_Chi_Minh"), renderer=Renderer(limit),
+    )
+
+
+def check_screen(screen_text: str, limit: int) -> None:
+    assert is_gsm7(screen_text) and screen_text.isascii(), screen_text
+    assert units(screen_text, Encoding.GSM7) <= limit, (len(screen_text), screen_text)
+
+
+@pytest.mark.parametrize("limit", [160, 182])
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("phone", ["+84987542228", "+84912000111"])  # owner and stranger
+async def test_every_page_of_every_screen_fits(limit, lang, phone):
+    ctx = context(limit, phone)
+    pages_seen = 0
+    for screen, arg_sets in SCREEN_ARGS.items():
+        for args in arg_sets:
+            for notice in NOTICES:
+                page = 0
+                while True:
+                    state = MenuState(lang=lang, stack=(Frame(Screen.MAIN), Frame(screen, args, page)))
+                    reply, shown = await render(ctx, state, notice)
+                    check_screen(reply.text, limit)
+                    pages_seen += 1
+                    if "9" not in shown.choices:
+                        break
+                    page += 1
+                    assert page < 40, f"{screen} does not stop paging"
+    assert pages_seen > 300  # the walk really walked
+
+
+async def test_long_answers_are_paged_not_cut():
+    ctx = context(160, "+84987542228")
+    dossier = next(d for d in DOSSIERS if d.status is DossierStatus.NEEDS_DOCUMENTS)
+    words = []
+    page = 0
+    while True:
+        state = MenuState(lang="vi", stack=(Frame(Screen.LOOKUP_RESULT, {"id": dossier.id}, page),))
+        reply, shown = await render(ctx, state)
+        words += reply.text.splitlines()[1:-1]
+        if "9" not in shown.choices:
+            break
+        page += 1
+    joined = " ".join(words)
+    assert "Can bo sung: Bo sung ban sao co chung thuc Giay chung nhan ket hon" in joined
+    assert "do Cong an xa cap trong vong 30 ngay." in joined
+    assert page >= 2
+
+
+def test_list_labels_too_long_for_a_line_are_shortened():
+    renderer = Renderer(160)
+    content = Content("T", items=tuple(Item("x" * 300, n) for n in range(3)))
+    pages = renderer.pages(content, "vi")
+    for page in pages:
+        check_screen(page.text, 160)
+    assert ".." in pages[0].text
+
+
+def test_a_prompt_that_cannot_fit_is_a_loud_error():
+    with pytest.raises(ScreenTooLong):
+        Renderer(60).pages(Content("y" * 80, prompt=True), "vi")
+
+
+def test_menu_numbering_is_stable_when_an_error_replaces_the_title():
+    renderer = Renderer(160)
+    content = Content("Thu tuc", items=tuple(Item(f"Thu tuc so {n} rat dai de lap day man hinh", n) for n in range(12)))
+    plain = renderer.pages(content, "vi")
+    noticed = renderer.pages(content, "vi", notice="Lua chon khong hop le.")
+    assert [sorted(p.choices) for p in plain] == [sorted(p.choices) for p in noticed]
+    assert [[i.target for i in p.choices.values()] for p in plain] == [[i.target for i in p.choices.values()] for p in noticed]
