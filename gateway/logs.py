@@ -28,8 +28,14 @@ def _scrub_text(text: str) -> str:
     return _ID_RE.sub(lambda m: m.group(1)[:2] + "*" * (len(m.group(1)) - 2), text)
 
 
+# Fields the gateway itself fills with values that never hold personal data.
+_SAFE_KEYS = {"event", "level", "timestamp", "request_id", "channel", "screen", "logger"}
+
+
 def redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
     for key, value in list(event.items()):
+        if key in _SAFE_KEYS:
+            continue
         if key in _SENSITIVE_KEYS:
             event[key] = "***"
         elif key in _PHONE_KEYS and isinstance(value, str):

@@ -52,8 +52,9 @@ def ensure_wrk() -> str:
 
 
 def run_wrk(wrk: str, port: int, seconds: int, connections: int, args: list[str]) -> dict[str, float]:
+    run_id = f"run:{time.monotonic_ns():x}"  # fresh session ids for every run
     command = [wrk, "-t", str(connections), "-c", str(connections), "-d", f"{seconds}s", "--latency",
-               "-s", str(HERE / "sessions.lua"), f"http://127.0.0.1:{port}", "--", *args]
+               "-s", str(HERE / "sessions.lua"), f"http://127.0.0.1:{port}", "--", run_id, *args]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     line = next(l for l in output.splitlines() if l.startswith("RESULT "))
     requests, duration_us, errors, p50, p99, mean = line.split()[1:]
@@ -111,7 +112,12 @@ def main() -> None:
             for server in servers:
                 server.wait(timeout=10)
             log_sink.close()
-        hop_lines = sum(1 for line in open(Path(tmp) / "gateway.log") if '"ussd_hop"' in line)
+        # What the hops showed: proves the sessions walked real journeys, not error screens.
+        screens: dict[str, int] = {}
+        for line in open(Path(tmp) / "gateway.log"):
+            if '"ussd_hop"' in line:
+                screen = json.loads(line)["screen"]
+                screens[screen] = screens.get(screen, 0) + 1
 
     result = {
         "connections": options.connections,
@@ -119,7 +125,7 @@ def main() -> None:
         "bare": bare,
         "gateway": gateway,
         "throughput_ratio": round(gateway["hops_per_s"] / bare["hops_per_s"], 3),
-        "gateway_hop_log_lines": hop_lines,
+        "gateway_screens": dict(sorted(screens.items(), key=lambda kv: -kv[1])),
     }
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(exist_ok=True)
@@ -128,6 +134,7 @@ def main() -> None:
     for name in ("bare", "gateway"):
         r = result[name]
         print(f"{name:10} {r['hops_per_s']:>10} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['errors']:>7}")
+    print("screens shown by the gateway:", ", ".join(f"{k} {v}" for k, v in result["gateway_screens"].items()))
     print(f"throughput ratio gateway/bare: {result['throughput_ratio']} (target >= 0.4, p99 < 20 ms)")
 
 

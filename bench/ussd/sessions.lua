@@ -10,19 +10,23 @@ function setup(thread)
 end
 
 function init(args)
-  codes, tails = {}, {}
+  codes, tails, run = {}, {}, "r"
   for _, a in ipairs(args) do
-    if a:sub(1, 5) == "tail:" then table.insert(tails, a:sub(6)) else table.insert(codes, a) end
+    if a:sub(1, 5) == "tail:" then table.insert(tails, a:sub(6))
+    elseif a:sub(1, 4) == "run:" then run = a:sub(5)
+    else table.insert(codes, a) end
   end
   journeys = {}
   for i, code in ipairs(codes) do
-    table.insert(journeys, {"", "1", "1*" .. code, "1*" .. code .. "*9", "1*" .. code .. "*9*00"})
+    table.insert(journeys, {"", "1", "1*" .. code, "1*" .. code .. "*9", "1*" .. code .. "*9*00",
+                            "1*" .. code .. "*9*00*0"})
   end
   for i, tail in ipairs(tails) do
-    table.insert(journeys, {"", "1", "1*" .. tail, "1*" .. tail .. "*0"})
+    table.insert(journeys, {"", "1", "1*" .. tail, "1*" .. tail .. "*00", "1*" .. tail .. "*00*0"})
   end
-  table.insert(journeys, {"", "4", "4*9", "4*9*1", "4*9*1*9", "4*9*1*9*0", "4*9*1*9*0*8"})
-  table.insert(journeys, {"", "5", "5*00", "5*00*6", "5*00*6*9"})
+  table.insert(journeys, {"", "4", "4*9", "4*9*1", "4*9*1*9", "4*9*1*9*0", "4*9*1*9*0*8", "4*9*1*9*0*8*00",
+                          "4*9*1*9*0*8*00*0"})
+  table.insert(journeys, {"", "5", "5*00", "5*00*6", "5*00*6*9", "5*00*6*9*00", "5*00*6*9*00*0"})
   journey, hop, session = (id % #journeys) + 1, 1, 0
   headers = {["Content-Type"] = "application/x-www-form-urlencoded"}
 end
@@ -40,8 +44,10 @@ function request()
   if hop == 1 then session = session + 1 end
   local text = journeys[journey][hop]
   hop = hop + 1
-  local body = "sessionId=bench-" .. id .. "-" .. session .. "&serviceCode=%2A384%23"
-    .. "&phoneNumber=%2B8498" .. string.format("%07d", id) .. "&networkCode=45204&text=" .. urlencode(text)
+  -- Every session its own id (unique per run) and caller, as on a real network.
+  local body = "sessionId=bench-" .. run .. "-" .. id .. "-" .. session .. "&serviceCode=%2A384%23"
+    .. "&phoneNumber=%2B8498" .. string.format("%07d", (id * 100003 + session) % 10000000)
+    .. "&networkCode=45204&text=" .. urlencode(text)
   return wrk.format("POST", "/ussd/at", headers, body)
 end
 
