@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import itertools
 import os
@@ -15,8 +16,14 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from gateway.logs import get_logger
+from gateway.outbox import utcnow
+from gateway.phones import normalize_msisdn
 from gateway.messages import BadRequest, UssdRequest
-from gateway.providers import africastalking, generic_json
+from gateway.outbox import Dispatcher, Outbox
+from gateway.providers import africastalking, build_transport, generic_json, inbound_adapter
+from gateway.providers.console import ConsoleTransport
+from gateway.sms import SmsTransport
+from gateway.sms_service import SmsService
 from gateway.sessions import SessionStore
 from gateway.settings import DEV_SECRET_KEY, Settings
 from gateway.ussd import HopOutcome, UssdService, log_hop
@@ -27,6 +34,9 @@ from models.directory import DatabaseDirectory
 log = get_logger("gateway.app")
 
 SETTINGS = web.AppKey("settings", Settings)
+OUTBOX = web.AppKey("outbox", Outbox)
+SMS = web.AppKey("sms", SmsService)
+TRANSPORT = web.AppKey("transport", SmsTransport)
 DIRECTORY = web.AppKey("directory", DatabaseDirectory)
 USSD = web.AppKey("ussd", UssdService)
 METRICS = web.AppKey("metrics", "Metrics")
@@ -114,6 +124,62 @@ async def ussd_json(request: web.Request) -> web.Response:
     return web.json_response(generic_json.render_ussd(outcome.reply))
 
 
+async def _sms_params(request: web.Request) -> dict | object:
+    """Query string, form or JSON body: providers use all three."""
+    if request.method == "POST":
+        if request.content_type == "application/json":
+            try:
+                return await request.json()
+            except ValueError:
+                raise web.HTTPBadRequest(reason="body is not valid JSON") from None
+        form = await request.post()
+        return {**request.query, **{k: v for k, v in form.items() if isinstance(v, str)}}
+    return dict(request.query)
+
+
+async def sms_inbound(request: web.Request) -> web.Response:
+    adapter = inbound_adapter(request.match_info["transport"])
+    if adapter is None:
+        return json_error(404, f"no SMS adapter {request.match_info['transport']!r}")
+    try:
+        message = adapter.parse_inbound(await _sms_params(request))
+    except BadRequest as exc:
+        return json_error(400, str(exc))
+    accepted = await request.app[SMS].incoming(message)
+    if adapter.__name__.endswith(".kannel"):
+        # Kannel sends a non-empty body back to the phone; replies go through the outbox.
+        return web.Response(text="", content_type="text/plain")
+    return web.json_response({"status": "accepted" if accepted else "duplicate"})
+
+
+async def sms_dlr(request: web.Request) -> web.Response:
+    name = request.match_info["transport"]
+    adapter = inbound_adapter(name)
+    if adapter is None:
+        return json_error(404, f"no SMS adapter {name!r}")
+    try:
+        report = adapter.parse_dlr(await _sms_params(request))
+    except BadRequest as exc:
+        return json_error(400, str(exc))
+    matched = await request.app[SMS].report(report, name)
+    return web.json_response({"status": "recorded" if matched else "unknown message"})
+
+
+async def console_sent(request: web.Request) -> web.Response:
+    """What the console transport delivered to one phone (for the phone simulator)."""
+    transport = request.app[TRANSPORT]
+    if not isinstance(transport, ConsoleTransport):
+        return json_error(404, "the console transport is not in use")
+    phone = normalize_msisdn(request.query.get("msisdn"))
+    if phone is None:
+        return json_error(400, "msisdn is not a valid Vietnamese mobile number")
+    messages = [
+        {"sent_at": m.sent_at.isoformat(timespec="seconds"), "text": m.text, "encoding": m.encoding, "parts": m.parts}
+        for m in transport.inbox(phone)
+    ]
+    return web.json_response({"messages": messages})
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -138,9 +204,24 @@ def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] | None = 
             app[DIRECTORY] = directory
             sessions = SessionStore(sql)
             app[USSD] = UssdService(settings, directory, sessions, clock) if clock else UssdService(settings, directory, sessions)
+            outbox = Outbox(settings, clock) if clock else Outbox(settings)
+            sms = SmsService(settings, directory, outbox, clock) if clock else SmsService(settings, directory, outbox)
+            app[OUTBOX], app[SMS] = outbox, sms
+            transport = build_transport(settings, sms.sink_for(settings.sms.transport))
+            app[TRANSPORT] = transport
+            await transport.start()
+            stop = asyncio.Event()
+            dispatcher_task = None
+            if settings.sms.run_dispatcher:
+                dispatcher = Dispatcher(settings, transport, sql, clock or utcnow, wakeup=outbox.wakeup)
+                dispatcher_task = asyncio.create_task(dispatcher.run(stop), name="sms-dispatcher")
             try:
                 yield
             finally:
+                stop.set()
+                if dispatcher_task is not None:
+                    await dispatcher_task
+                await transport.close()
                 await sql.close()
 
     app.cleanup_ctx.append(database)
@@ -148,4 +229,8 @@ def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] | None = 
     app.router.add_get("/metrics", metrics_view)
     app.router.add_post("/ussd/at", ussd_cumulative)
     app.router.add_post("/ussd/json", ussd_json)
+    app.router.add_get("/sms/console/sent", console_sent)
+    for method in ("GET", "POST"):
+        app.router.add_route(method, "/sms/{transport}/inbound", sms_inbound)
+        app.router.add_route(method, "/sms/{transport}/dlr", sms_dlr)
     return app

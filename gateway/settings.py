@@ -7,6 +7,7 @@ with a message naming the key. Secrets come from environment variables only.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import tomllib
 import typing
@@ -63,6 +64,67 @@ class LocaleSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SmsSettings:
+    # console | kannel | smpp | http
+    transport: str = "console"
+    # unaccent (Vietnamese made GSM-7) | unicode (keep diacritics) | auto
+    encoding_policy: str = "unaccent"
+    sender: str = ""
+    # Base URL the providers can reach this gateway on (Kannel's dlr-url).
+    public_base_url: str = "http://127.0.0.1:8080"
+    run_dispatcher: bool = True
+    parts_per_second: int = 50
+    max_attempts: int = 6
+    retry_base_seconds: int = 5
+    retry_max_seconds: int = 900
+    message_ttl_seconds: int = 86400
+    claim_lease_seconds: int = 60
+    dispatch_batch: int = 100
+    dispatch_concurrency: int = 20
+    idle_poll_seconds: float = 0.5
+    # Non-urgent SMS wait for the end of quiet hours (local time); OTPs are urgent.
+    quiet_start: str = "22:00"
+    quiet_end: str = "07:00"
+    inbound_duplicate_seconds: int = 120
+
+
+@dataclass(frozen=True, slots=True)
+class KannelSettings:
+    sendsms_url: str = "http://127.0.0.1:13013/cgi-bin/sendsms"
+    username: str = "gateway"
+    password_env: str = "GATEWAY_KANNEL_PASSWORD"
+    password: str = field(default="", repr=False)
+    # 1 delivered + 2 failed + 4 queued + 8 at SMSC + 16 SMSC failure
+    dlr_mask: int = 31
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class SmppSettings:
+    host: str = "127.0.0.1"
+    port: int = 2775
+    system_id: str = "gateway"
+    password_env: str = "GATEWAY_SMPP_PASSWORD"
+    password: str = field(default="", repr=False)
+    system_type: str = ""
+    source_addr: str = ""
+    window: int = 10
+    enquire_link_seconds: int = 30
+    reconnect_seconds: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSmsSettings:
+    """An HTTP aggregator in the Africa's Talking style."""
+
+    url: str = "http://127.0.0.1:8090/version1/messaging"
+    username: str = "sandbox"
+    api_key_env: str = "GATEWAY_HTTP_SMS_API_KEY"
+    api_key: str = field(default="", repr=False)
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = ServerSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -70,6 +132,10 @@ class Settings:
     logging: LoggingSettings = LoggingSettings()
     ussd: UssdSettings = UssdSettings()
     locale: LocaleSettings = LocaleSettings()
+    sms: SmsSettings = SmsSettings()
+    kannel: KannelSettings = KannelSettings()
+    smpp: SmppSettings = SmppSettings()
+    http_sms: HttpSmsSettings = HttpSmsSettings()
 
     def replace(self, **sections: Mapping[str, Any]) -> "Settings":
         """A copy with some keys changed, e.g. ``replace(ussd={"screen_limit": 182})``."""
@@ -80,8 +146,11 @@ class Settings:
         return _validate(dataclasses.replace(self, **changed))
 
 
-# Keys that may only come from the environment.
-_ENV_ONLY = {("security", "secret_key")}
+# Secrets: a key ``X`` next to a key ``X_env`` is read from the environment variable that
+# ``X_env`` names, and may never be written in the file.
+def _env_only(section_cls: type) -> set[str]:
+    names = {f.name for f in dataclasses.fields(section_cls)}
+    return {name for name in names if f"{name}_env" in names}
 
 
 def _check_type(where: str, value: Any, expected: Any) -> Any:
@@ -91,6 +160,9 @@ def _check_type(where: str, value: Any, expected: Any) -> Any:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif expected is str:
         ok = isinstance(value, str)
+    elif expected is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
     else:  # pragma: no cover - only the types above are used
         raise SettingsError(f"{where}: unsupported type {expected!r}")
     if not ok:
@@ -118,8 +190,8 @@ def from_mapping(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
         values = {}
         for key, value in section_values.items():
             where = f"{section_name}.{key}"
-            if key not in known_keys or (section_name, key) in _ENV_ONLY:
-                allowed = sorted(known_keys - {k for s, k in _ENV_ONLY if s == section_name})
+            if key not in known_keys or key in _env_only(section_cls):
+                allowed = sorted(known_keys - _env_only(section_cls))
                 raise SettingsError(f"unknown settings key {where}; known: {', '.join(allowed)}")
             values[key] = _check_type(where, value, hints[key])
         sections[section_name] = section_cls(**values)
@@ -130,11 +202,15 @@ def from_mapping(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
         settings = dataclasses.replace(
             settings, database=dataclasses.replace(settings.database, url=database_url)
         )
-    secret = environ.get(settings.security.secret_key_env)
-    if secret:
-        settings = dataclasses.replace(
-            settings, security=dataclasses.replace(settings.security, secret_key=secret)
-        )
+    for section_field in dataclasses.fields(Settings):
+        section = getattr(settings, section_field.name)
+        secrets = {}
+        for name in _env_only(type(section)):
+            value = environ.get(getattr(section, f"{name}_env"))
+            if value:
+                secrets[name] = value
+        if secrets:
+            settings = dataclasses.replace(settings, **{section_field.name: dataclasses.replace(section, **secrets)})
     return _validate(settings)
 
 
@@ -153,6 +229,19 @@ def _validate(settings: Settings) -> Settings:
         raise SettingsError(f"logging.format must be auto, console or json, got {settings.logging.format!r}")
     if settings.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SettingsError(f"logging.level must be debug, info, warning or error")
+    sms = settings.sms
+    if sms.transport not in ("console", "kannel", "smpp", "http"):
+        raise SettingsError(f"sms.transport must be console, kannel, smpp or http, got {sms.transport!r}")
+    if sms.encoding_policy not in ("unaccent", "unicode", "auto"):
+        raise SettingsError(f"sms.encoding_policy must be unaccent, unicode or auto, got {sms.encoding_policy!r}")
+    for key in ("quiet_start", "quiet_end"):
+        try:
+            parse_clock(getattr(sms, key))
+        except ValueError as exc:
+            raise SettingsError(f"sms.{key}: expected HH:MM, got {getattr(sms, key)!r}") from exc
+    for key in ("parts_per_second", "max_attempts", "dispatch_batch", "dispatch_concurrency", "claim_lease_seconds"):
+        if getattr(sms, key) < 1:
+            raise SettingsError(f"sms.{key} must be at least 1")
     if not 0 < settings.server.port < 65536:
         raise SettingsError(f"server.port out of range: {settings.server.port}")
     try:
@@ -162,6 +251,12 @@ def _validate(settings: Settings) -> Settings:
     except Exception as exc:  # noqa: BLE001 - any failure means the name is unusable
         raise SettingsError(f"locale.timezone: unknown time zone {settings.locale.timezone!r}") from exc
     return settings
+
+
+def parse_clock(value: str) -> "dt.time":
+    """"22:00" -> time(22, 0)."""
+    hours, minutes = value.split(":")
+    return dt.time(int(hours), int(minutes))
 
 
 def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:

@@ -72,7 +72,7 @@ class HopContext:
     agency: AgencyView | None  # behind the dialled code
     now: dt.datetime  # aware, UTC
     tz: dt.tzinfo
-    renderer: Renderer
+    renderer: Renderer | None = None  # USSD only; SMS answers are not screens
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +190,7 @@ async def render(ctx: HopContext, state: MenuState, notice: Notice | None = None
     frame = state.frame
     shown = await screen_content(ctx, state.lang, frame)
     notice_text = text(state.lang, notice.key, **notice.values) if notice else None
+    assert ctx.renderer is not None
     pages: list[Page[Target]] = ctx.renderer.pages(shown, state.lang, notice_text)
     page_no = min(max(frame.page, 0), len(pages) - 1)
     page = pages[page_no]

@@ -6,7 +6,12 @@ from models.entities import (
     DossierStatus,
     DossierStatusChange,
     FilingMode,
+    InboundSms,
+    OutboundSms,
+    PhonePreference,
     Procedure,
+    SmsKind,
+    SmsStatus,
     UssdSession,
 )
 
@@ -16,6 +21,11 @@ __all__ = [
     "DossierStatus",
     "DossierStatusChange",
     "FilingMode",
+    "InboundSms",
+    "OutboundSms",
+    "PhonePreference",
     "Procedure",
+    "SmsKind",
+    "SmsStatus",
     "UssdSession",
 ]

@@ -50,18 +50,22 @@ class DatabaseDirectory:
         self._loaded_at: float | None = None
         self._agencies: dict[int, AgencyView] = {}
         self._by_service_code: dict[str, AgencyView] = {}
+        self._by_sms_number: dict[str, AgencyView] = {}
         self._procedures: dict[int, list[ProcedureView]] = {}
 
     async def _catalogue(self) -> None:
         now = self._clock()
         if self._loaded_at is not None and now - self._loaded_at < self._cache_seconds:
             return
-        agencies = {a.id: agency_view(a) for a in await Agency.all()}
-        codes = {a.service_code: agencies[a.id] for a in await Agency.exclude(service_code=None)}
+        rows = await Agency.all()
+        agencies = {a.id: agency_view(a) for a in rows}
+        codes = {a.service_code: agencies[a.id] for a in rows if a.service_code}
+        sms_numbers = {a.sms_number: agencies[a.id] for a in rows if a.sms_number}
         procedures: dict[int, list[ProcedureView]] = {agency_id: [] for agency_id in agencies}
         for procedure in await Procedure.all().order_by("position", "id"):
             procedures.setdefault(procedure.agency_id, []).append(procedure_view(procedure))
         self._agencies, self._by_service_code, self._procedures = agencies, codes, procedures
+        self._by_sms_number = sms_numbers
         self._loaded_at = now
 
     def forget(self) -> None:
@@ -73,6 +77,13 @@ class DatabaseDirectory:
         found = self._by_service_code.get(service_code)
         if found is None and len(self._agencies) == 1:
             # A one-commune deployment answers on whatever code the aggregator routes to it.
+            found = next(iter(self._agencies.values()))
+        return found
+
+    async def agency_for_sms_number(self, number: str) -> AgencyView | None:
+        await self._catalogue()
+        found = self._by_sms_number.get(number.lstrip("+"))
+        if found is None and len(self._agencies) == 1:
             found = next(iter(self._agencies.values()))
         return found
 

@@ -55,6 +55,8 @@ class Agency(Model):
     hotline = fields.CharField(max_length=20)
     # The USSD code citizens dial for this agency, e.g. "*384#".
     service_code = fields.CharField(max_length=32, null=True, unique=True)
+    # The number citizens send SMS keywords to, e.g. "8088".
+    sms_number = fields.CharField(max_length=20, null=True, unique=True)
 
     class Meta:
         table = "agency"
@@ -143,3 +145,86 @@ class UssdSession(Model):
     class Meta:
         table = "ussd_session"
         unique_together = (("channel", "external_id"),)
+
+
+class SmsKind(str, enum.Enum):
+    """Why a message is sent; decides whether opt-out and quiet hours apply."""
+
+    OTP = "otp"  # urgent and essential
+    REPLY = "reply"  # an answer to the citizen's own message: essential
+    STATUS = "status"  # a dossier changed
+    PICKUP = "pickup"  # result ready to collect
+    REMINDER = "reminder"
+    INFO = "info"
+
+    @property
+    def essential(self) -> bool:
+        """Sent even to a phone that asked to stop notifications, and even in quiet hours:
+        an OTP, or the answer to a text the citizen has just sent."""
+        return self in (SmsKind.OTP, SmsKind.REPLY)
+
+
+class SmsStatus(str, enum.Enum):
+    QUEUED = "queued"  # waiting for a dispatcher (maybe for quiet hours or a retry)
+    SENDING = "sending"  # claimed by a dispatcher
+    SENT = "sent"  # accepted by the provider
+    DELIVERED = "delivered"  # the phone got it (delivery report)
+    FAILED = "failed"  # gave up: permanent error, too many attempts, or failed delivery
+    EXPIRED = "expired"  # stale before it could be sent
+
+
+class OutboundSms(Model):
+    """The outbox: every SMS the gateway sends, written in the transaction that caused it."""
+
+    id = fields.BigIntField(primary_key=True)
+    to_phone = fields.CharField(max_length=16)  # E.164, needed to send
+    text = fields.TextField()  # as it goes on the air (prepared for the encoding)
+    encoding = fields.CharField(max_length=8)
+    parts = fields.IntField()
+    kind = fields.CharEnumField(SmsKind, max_length=16)
+    urgent = fields.BooleanField(default=False)
+    status = fields.CharEnumField(SmsStatus, max_length=16, default=SmsStatus.QUEUED)
+    attempts = fields.IntField(default=0)
+    next_attempt_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    claimed_by = fields.CharField(max_length=64, null=True)
+    claimed_until = fields.DatetimeField(null=True)
+    transport = fields.CharField(max_length=16, default="")
+    provider_id = fields.CharField(max_length=128, null=True, db_index=True)
+    last_error = fields.CharField(max_length=300, default="")
+    created_at = fields.DatetimeField()
+    sent_at = fields.DatetimeField(null=True)
+    delivered_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "outbound_sms"
+        indexes = (("status", "next_attempt_at"),)
+
+
+class InboundSms(Model):
+    """A message received, kept only to drop duplicates: no number, no text."""
+
+    id = fields.BigIntField(primary_key=True)
+    transport = fields.CharField(max_length=16)
+    provider_id = fields.CharField(max_length=128, null=True)
+    phone_key = fields.CharField(max_length=64)
+    text_digest = fields.CharField(max_length=64)
+    keyword = fields.CharField(max_length=16, default="")
+    received_at = fields.DatetimeField()
+
+    class Meta:
+        table = "inbound_sms"
+        unique_together = (("transport", "provider_id"),)
+        indexes = (("phone_key", "text_digest", "received_at"),)
+
+
+class PhonePreference(Model):
+    """A phone's choices, keyed by the HMAC of its number: notifications on or off."""
+
+    id = fields.IntField(primary_key=True)
+    phone_key = fields.CharField(max_length=64, unique=True)
+    notifications_off = fields.BooleanField(default=False)
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "phone_preference"

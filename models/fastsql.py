@@ -16,6 +16,7 @@ Values cross in the ORM's own formats, so rows written here read back through th
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 import sqlite3
@@ -23,6 +24,8 @@ from typing import Any, Protocol, Sequence
 
 
 class SqlRunner(Protocol):
+    dialect: str  # "sqlite" or "postgres": for the rare statement that must differ
+
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
     async def close(self) -> None: ...
@@ -40,15 +43,30 @@ def as_datetime(value: Any) -> dt.datetime | None:
 
 
 class SqliteRunner:
+    dialect = "sqlite"
+    # Another connection (the ORM's, in a transaction) may hold the write lock across awaits.
+    # Waiting inside sqlite3 would block the event loop that transaction needs to finish, so
+    # the lock is never waited for here: the statement is retried after yielding the loop.
+    BUSY_DEADLINE_SECONDS = 10.0
+
     def __init__(self, path: str) -> None:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=2000")
+        self._db.execute("PRAGMA busy_timeout=0")
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         values = [sqlite_timestamp(p) if isinstance(p, dt.datetime) else p for p in params]
-        return self._db.execute(sql, values).fetchall()
+        delay, waited = 0.0005, 0.0
+        while True:
+            try:
+                return self._db.execute(sql, values).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or waited > self.BUSY_DEADLINE_SECONDS:
+                    raise
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 0.05)
 
     async def close(self) -> None:
         self._db.close()
@@ -58,6 +76,8 @@ _PLACEHOLDER = re.compile(r"\?")
 
 
 class TortoiseRunner:
+    dialect = "postgres"
+
     def __init__(self, connection: Any) -> None:
         self._conn = connection
         self._numbered: dict[str, str] = {}

@@ -26,6 +26,7 @@ PHUONG_KY = dict(
     desk_hours_en="Mon-Fri 7:30-11:30, 13:30-17:00; Sat 7:30-11:30",
     hotline="0987.542.228",
     service_code="*384#",
+    sms_number="8088",
 )
 # A neighbour on another code: proves tail lookups stay within the dialled agency.
 NEIGHBOUR = dict(
@@ -36,6 +37,7 @@ NEIGHBOUR = dict(
     desk_hours_en="Mon-Fri 7:30-11:30, 13:30-17:00",
     hotline="0220.3747.123",
     service_code="*385#",
+    sms_number="8089",
 )
 
 

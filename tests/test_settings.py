@@ -53,3 +53,24 @@ def test_replace_validates():
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(SettingsError, match="settings file not found"):
         load(tmp_path / "nope.toml", environ={})
+
+
+def test_the_shipped_file_lists_every_tunable():
+    """settings.toml is the reference: every key of every section is written there."""
+    import dataclasses
+    import tomllib
+
+    from gateway.settings import Settings, _env_only
+
+    raw = tomllib.loads(DEFAULT_PATH.read_text())
+    for section in dataclasses.fields(Settings):
+        cls = type(getattr(Settings(), section.name))
+        expected = {f.name for f in dataclasses.fields(cls)} - _env_only(cls)
+        assert set(raw.get(section.name, {})) == expected, section.name
+
+
+def test_provider_secrets_only_from_the_environment():
+    settings = from_mapping({}, environ={"GATEWAY_KANNEL_PASSWORD": "kp", "GATEWAY_SMPP_PASSWORD": "sp"})
+    assert settings.kannel.password == "kp" and settings.smpp.password == "sp"
+    with pytest.raises(SettingsError, match="unknown settings key kannel.password"):
+        from_mapping({"kannel": {"password": "x"}}, environ={})

@@ -1,4 +1,6 @@
-"""USSD, latest-input contract: a neutral JSON shape for operator gateways.
+"""Neutral JSON contracts for new adapters: USSD (latest input) and SMS in / delivery reports.
+
+USSD, latest-input contract, for operator gateways.
 
 Request ``{"session_id", "msisdn", "service_code", "input", "new", "hop_id"?}``;
 reply ``{"text", "end"}``. ``input`` is only the newest input. ``hop_id`` is optional: a
@@ -11,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.messages import BadRequest, UssdReply, UssdRequest, split_service_code
+from gateway.sms import DeliveryReport, DeliveryState, IncomingSms
 from gateway.phones import normalize_msisdn
 
 CHANNEL = "json"
@@ -54,3 +57,44 @@ def parse_ussd(payload: Any) -> UssdRequest:
 
 def render_ussd(reply: UssdReply) -> dict[str, Any]:
     return {"text": reply.text, "end": reply.end}
+
+
+# SMS, generic JSON: {"from", "to", "text", "id"?} in; delivery reports
+# {"id": <gateway message id>, "status": "delivered|failed|sent|queued", "reason"?}.
+DLR_STATES = {
+    "delivered": DeliveryState.DELIVERED,
+    "failed": DeliveryState.FAILED,
+    "sent": DeliveryState.SENT,
+    "queued": DeliveryState.QUEUED,
+}
+
+
+def parse_inbound(payload: Any) -> IncomingSms:
+    if not isinstance(payload, dict):
+        raise BadRequest("body must be a JSON object")
+    sender = normalize_msisdn(payload.get("from") if isinstance(payload.get("from"), str) else None)
+    if sender is None:
+        raise BadRequest("from is not a valid Vietnamese mobile number")
+    text = payload.get("text")
+    if not isinstance(text, str):
+        raise BadRequest("text must be a string")
+    provider_id = payload.get("id")
+    return IncomingSms(
+        transport="json",
+        sender=sender,
+        receiver=str(payload.get("to") or ""),
+        text=text,
+        provider_id=None if provider_id in (None, "") else str(provider_id),
+    )
+
+
+def parse_dlr(payload: Any) -> DeliveryReport:
+    if not isinstance(payload, dict):
+        raise BadRequest("body must be a JSON object")
+    message_id = payload.get("id")
+    if not isinstance(message_id, int) and not (isinstance(message_id, str) and message_id.isdigit()):
+        raise BadRequest("id must be the gateway's message id")
+    state = DLR_STATES.get(str(payload.get("status", "")).lower())
+    if state is None:
+        raise BadRequest(f"status must be one of {', '.join(DLR_STATES)}")
+    return DeliveryReport(state=state, message_id=int(message_id), reason=str(payload.get("reason") or "")[:200])

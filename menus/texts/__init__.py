@@ -72,6 +72,16 @@ class T(enum.Enum):
     PICKUP_INFO = enum.auto()
     HELP_INFO = enum.auto()
     COMING_SOON = enum.auto()
+    SMS_HELP = enum.auto()
+    SMS_UNKNOWN = enum.auto()
+    SMS_STATUS_NEED_CODE = enum.auto()
+    SMS_NOT_FOUND = enum.auto()
+    SMS_SEVERAL = enum.auto()
+    SMS_NEED_FULL_CODE = enum.auto()
+    SMS_PROCEDURE_NEED_NAME = enum.auto()
+    SMS_PROCEDURE_NOT_FOUND = enum.auto()
+    SMS_OPTED_OUT = enum.auto()
+    SMS_OPTED_IN = enum.auto()
 
 
 def _catalogues() -> dict[str, Mapping[T, str]]:

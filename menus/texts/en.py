@@ -69,4 +69,17 @@ TEXTS = {
         "Coming soon. For now, register on the public services portal "
         "or at the one-stop desk. Hotline {hotline}."
     ),
+    T.SMS_HELP: (
+        "Public services {agency}: STATUS <dossier code> to track; INFO <procedure>; "
+        "STOP to stop alerts, START to resume. Hotline {hotline}."
+    ),
+    T.SMS_UNKNOWN: "Message not understood. Send STATUS <dossier code> to track, INFO <procedure>, HELP for help.",
+    T.SMS_STATUS_NEED_CODE: "Send STATUS <dossier code>, e.g. STATUS 000.17.22.H56-210531-0001 or STATUS 2105310001.",
+    T.SMS_NOT_FOUND: "Dossier {code} not found. Check the code on your appointment slip or call {hotline}.",
+    T.SMS_SEVERAL: "{count} dossiers match {tail}. Send STATUS with the full code, e.g. STATUS {example}.",
+    T.SMS_NEED_FULL_CODE: "Send STATUS with the full dossier code, e.g. STATUS 000.17.22.H56-210531-0001.",
+    T.SMS_PROCEDURE_NEED_NAME: "Send INFO <procedure>, e.g. INFO birth, INFO marriage, INFO temporary residence.",
+    T.SMS_PROCEDURE_NOT_FOUND: "No procedure matches {query}. E.g. INFO birth, INFO marriage, INFO temporary residence.",
+    T.SMS_OPTED_OUT: "Dossier alerts to this number are stopped. OTP codes and replies still come. Send START to resume.",
+    T.SMS_OPTED_IN: "Dossier alerts to this number are on again. Send STOP to stop them.",
 }

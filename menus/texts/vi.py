@@ -69,4 +69,17 @@ TEXTS = {
         "Chuc nang nay sap co. Hien ban co the dang ky tren Cong dich vu cong "
         "hoac tai bo phan Mot cua. Hotline {hotline}."
     ),
+    T.SMS_HELP: (
+        "DVC {agency}: HS <ma ho so> tra cuu ho so; TT <ten thu tuc> xem thu tuc; "
+        "HUY ngung tin bao, DK TB nhan lai. Hotline {hotline}."
+    ),
+    T.SMS_UNKNOWN: "Khong hieu tin nhan. Gui HS <ma ho so> de tra cuu, TT <ten thu tuc>, TG de xem huong dan.",
+    T.SMS_STATUS_NEED_CODE: "Gui HS <ma ho so>, vd HS 000.17.22.H56-210531-0001 hoac HS 2105310001.",
+    T.SMS_NOT_FOUND: "Khong tim thay ho so {code}. Kiem tra lai ma tren giay hen hoac goi {hotline}.",
+    T.SMS_SEVERAL: "Co {count} ho so trung so {tail}. Gui HS kem ma day du, vd HS {example}.",
+    T.SMS_NEED_FULL_CODE: "Gui HS kem ma ho so day du, vd HS 000.17.22.H56-210531-0001.",
+    T.SMS_PROCEDURE_NEED_NAME: "Gui TT <ten thu tuc>, vd TT khai sinh, TT ket hon, TT tam tru.",
+    T.SMS_PROCEDURE_NOT_FOUND: "Khong tim thay thu tuc {query}. Vd: TT khai sinh, TT ket hon, TT tam tru.",
+    T.SMS_OPTED_OUT: "Da ngung tin bao ho so den so nay. Ma OTP va tin tra loi van duoc gui. Gui DK TB de nhan lai.",
+    T.SMS_OPTED_IN: "Da bat lai tin bao ho so cho so nay. Gui HUY de ngung.",
 }

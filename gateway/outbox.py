@@ -1,0 +1,284 @@
+"""The outbox: every outbound SMS is a row, written in the transaction that caused it;
+a dispatcher sends the rows through the configured transport.
+
+Delivery guarantee: at least once. A message is claimed (status ``sending``, a lease)
+before it is sent and marked after; a dispatcher killed between the provider accepting a
+message and the mark leaves a claimed row whose lease runs out, and it is sent again.
+Nothing is lost; a crash can duplicate the messages that were in flight at that moment
+(at most ``dispatch_batch`` per dead dispatcher). Several dispatchers (processes, on
+PostgreSQL) never claim the same row: claims use ``FOR UPDATE SKIP LOCKED`` there, and
+SQLite's single writer elsewhere.
+
+Retries: transient failures back off exponentially (with jitter) up to ``max_attempts``;
+permanent failures stop at once; a message older than its time to live is expired rather
+than sent late (an OTP after five minutes is noise). Throughput is throttled to the
+provider's parts per second. Non-urgent messages wait for the end of quiet hours, and
+non-essential ones are not written at all for a phone that opted out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import random
+import socket
+import time
+import zoneinfo
+from typing import Any, Callable
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+from gateway.logs import get_logger
+from gateway.phones import mask, phone_key
+from gateway.settings import Settings, parse_clock
+from gateway.sms import DeliveryReport, DeliveryState, OutgoingSms, SendOutcome, SendResult, SmsTransport
+from gateway.sms_text import Encoding, Policy, prepare
+from models.entities import OutboundSms, PhonePreference, SmsKind, SmsStatus
+from models.fastsql import SqlRunner
+
+log = get_logger("gateway.outbox")
+
+Clock = Callable[[], dt.datetime]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Outbox:
+    """Writes messages to send. Call ``enqueue`` inside the transaction of the change."""
+
+    def __init__(self, settings: Settings, clock: Clock = utcnow) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._tz = zoneinfo.ZoneInfo(settings.locale.timezone)
+        self._quiet = (parse_clock(settings.sms.quiet_start), parse_clock(settings.sms.quiet_end))
+        self._policy = Policy(settings.sms.encoding_policy)
+        self.wakeup = asyncio.Event()
+
+    def after_quiet_hours(self, moment: dt.datetime) -> dt.datetime:
+        """``moment`` if it is outside quiet hours, else when they end (local time)."""
+        start, end = self._quiet
+        local = moment.astimezone(self._tz)
+        clock = local.time()
+        quiet = (start <= clock or clock < end) if start > end else (start <= clock < end)
+        if not quiet:
+            return moment
+        day = local.date() if clock < end else local.date() + dt.timedelta(days=1)
+        return dt.datetime.combine(day, end, tzinfo=self._tz).astimezone(dt.timezone.utc)
+
+    async def enqueue(
+        self,
+        to: str,
+        text: str,
+        kind: SmsKind,
+        *,
+        urgent: bool = False,
+        ttl_seconds: int | None = None,
+        using_db: BaseDBAsyncClient | None = None,
+    ) -> OutboundSms | None:
+        """Write one message; None if the phone opted out of this kind of message."""
+        now = self._clock()
+        if not kind.essential:
+            key = phone_key(to, self._settings.security.secret_key)
+            if await PhonePreference.filter(phone_key=key, notifications_off=True).using_db(using_db).exists():
+                log.info("sms_suppressed_opt_out", to=mask(to), kind=kind.value)
+                return None
+        prepared = prepare(text, self._policy)
+        due = now if urgent or kind.essential else self.after_quiet_hours(now)
+        ttl = dt.timedelta(seconds=ttl_seconds or self._settings.sms.message_ttl_seconds)
+        row = await OutboundSms.create(
+            to_phone=to,
+            text=prepared.text,
+            encoding=prepared.encoding.value,
+            parts=prepared.parts,
+            kind=kind,
+            urgent=urgent,
+            next_attempt_at=due,
+            expires_at=max(due, now) + ttl,
+            created_at=now,
+            using_db=using_db,
+        )
+        self.wakeup.set()
+        return row
+
+
+class PartsThrottle:
+    """A token bucket in SMS parts: at most ``rate`` parts a second, bursts of one second."""
+
+    def __init__(self, rate: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._rate = rate
+        self._tokens = rate
+        self._monotonic = monotonic
+        self._stamp = monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self, parts: int) -> None:
+        need = min(parts, self._rate)
+        async with self._lock:
+            while True:
+                now = self._monotonic()
+                self._tokens = min(self._rate, self._tokens + (now - self._stamp) * self._rate)
+                self._stamp = now
+                if self._tokens >= need:
+                    self._tokens -= need
+                    return
+                await asyncio.sleep((need - self._tokens) / self._rate)
+
+
+_CLAIM = (
+    "UPDATE outbound_sms SET status='sending', claimed_by=?, claimed_until=? WHERE id IN ("
+    " SELECT id FROM outbound_sms WHERE (status='queued' AND next_attempt_at<=?)"
+    " OR (status='sending' AND claimed_until<?) ORDER BY next_attempt_at, id LIMIT ?{lock})"
+    " RETURNING id, to_phone, text, encoding, parts, expires_at, attempts"
+)
+_MARK_SENT = (
+    "UPDATE outbound_sms SET status=CASE WHEN status='sending' THEN 'sent' ELSE status END,"
+    " sent_at=?, provider_id=?, transport=?, attempts=attempts+1, claimed_by=NULL, claimed_until=NULL"
+    " WHERE id=?"
+)
+_MARK_RETRY = (
+    "UPDATE outbound_sms SET status='queued', next_attempt_at=?, attempts=attempts+?, last_error=?,"
+    " claimed_by=NULL, claimed_until=NULL WHERE id=? AND status='sending'"
+)
+_MARK_FINAL = (
+    "UPDATE outbound_sms SET status=?, attempts=attempts+?, last_error=?, transport=?,"
+    " claimed_by=NULL, claimed_until=NULL WHERE id=? AND status='sending'"
+)
+
+
+def backoff_seconds(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with full jitter: attempt 1 waits up to ``base``, then doubles."""
+    ceiling = min(cap, base * 2 ** max(attempt - 1, 0))
+    return (rng or random).uniform(ceiling / 2, ceiling)
+
+
+class Dispatcher:
+    """Claims due messages and sends them. Run one per process (``run``), or call ``dispatch_once``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        transport: SmsTransport,
+        sql: SqlRunner,
+        clock: Clock = utcnow,
+        worker_id: str | None = None,
+        wakeup: asyncio.Event | None = None,
+    ) -> None:
+        self._sms = settings.sms
+        self._transport = transport
+        self._sql = sql
+        self._clock = clock
+        self._worker = worker_id or f"{socket.gethostname()}:{os.getpid()}:{random.randrange(16**6):06x}"
+        self._throttle = PartsThrottle(settings.sms.parts_per_second)
+        self._slots = asyncio.Semaphore(settings.sms.dispatch_concurrency)
+        self._claim = _CLAIM.format(lock=" FOR UPDATE SKIP LOCKED" if sql.dialect == "postgres" else "")
+        self._wakeup = wakeup or asyncio.Event()
+        self._paused_until = 0.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("dispatcher_started", worker=self._worker, transport=self._transport.name)
+        while not stop.is_set():
+            try:
+                handled = await self.dispatch_once()
+            except Exception:  # noqa: BLE001 - a bad moment of the database must not end the loop
+                log.exception("dispatch_failed")
+                handled = 0
+            if handled == 0:
+                self._wakeup.clear()
+                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wakeup.wait())]
+                await asyncio.wait(waiters, timeout=self._sms.idle_poll_seconds, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters:
+                    waiter.cancel()
+        log.info("dispatcher_stopped", worker=self._worker)
+
+    async def dispatch_once(self) -> int:
+        """Claim one batch of due messages and send it; returns how many were claimed."""
+        pause = self._paused_until - time.monotonic()
+        if pause > 0:
+            await asyncio.sleep(pause)
+        now = self._clock()
+        lease = now + dt.timedelta(seconds=self._sms.claim_lease_seconds)
+        rows = await self._sql.fetch(self._claim, (self._worker, lease, now, now, self._sms.dispatch_batch))
+        if not rows:
+            return 0
+        await asyncio.gather(*(self._send_one(row, now) for row in sorted(rows)))
+        return len(rows)
+
+    async def _send_one(self, row: tuple[Any, ...], claimed_at: dt.datetime) -> None:
+        message_id, to, text, encoding, parts, expires_at, attempts = row
+        if _as_aware(expires_at) <= claimed_at:
+            await self._sql.fetch(_MARK_FINAL, (SmsStatus.EXPIRED.value, 0, "expired before sending", "", message_id))
+            log.info("sms_expired", sms_id=message_id)
+            return
+        message = OutgoingSms(message_id, to, text, Encoding(encoding), parts, self._sms.sender)
+        async with self._slots:
+            await self._throttle.acquire(parts)
+            started = time.perf_counter()
+            try:
+                result = await self._transport.send(message)
+            except Exception as exc:  # noqa: BLE001 - a transport bug must not lose the message
+                log.exception("transport_raised", sms_id=message_id)
+                result = SendResult(SendOutcome.RETRY, error=f"transport error: {type(exc).__name__}")
+        await self._record(message, attempts, result, time.perf_counter() - started)
+
+    async def _record(self, message: OutgoingSms, attempts: int, result: SendResult, seconds: float) -> None:
+        now = self._clock()
+        transport = self._transport.name
+        if result.outcome is SendOutcome.SENT:
+            await self._sql.fetch(_MARK_SENT, (now, result.provider_id, transport, message.id))
+        elif result.outcome is SendOutcome.THROTTLED:
+            # The provider is saturated: slow everyone down a little, spend no attempt.
+            self._paused_until = time.monotonic() + 1.0
+            await self._sql.fetch(_MARK_RETRY, (now + dt.timedelta(seconds=1), 0, result.error[:300], message.id))
+        elif result.outcome is SendOutcome.RETRY and attempts + 1 < self._sms.max_attempts:
+            delay = backoff_seconds(attempts + 1, self._sms.retry_base_seconds, self._sms.retry_max_seconds)
+            await self._sql.fetch(_MARK_RETRY, (now + dt.timedelta(seconds=delay), 1, result.error[:300], message.id))
+        else:
+            error = result.error if result.outcome is SendOutcome.FAILED else f"gave up after {attempts + 1} attempts: {result.error}"
+            await self._sql.fetch(_MARK_FINAL, (SmsStatus.FAILED.value, 1, error[:300], transport, message.id))
+        log.info(
+            "sms_send",
+            sms_id=message.id,
+            to=mask(message.to),
+            transport=transport,
+            outcome=result.outcome.value,
+            parts=message.parts,
+            encoding=message.encoding.value,
+            attempt=attempts + 1,
+            latency_ms=round(seconds * 1000, 2),
+        )
+
+
+def _as_aware(value: Any) -> dt.datetime:
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+_REPORT_STATUS = {
+    DeliveryState.DELIVERED: SmsStatus.DELIVERED,
+    DeliveryState.FAILED: SmsStatus.FAILED,
+}
+
+
+async def record_report(report: DeliveryReport, transport: str, clock: Clock = utcnow) -> bool:
+    """Apply a delivery report to its message; False if no message matches."""
+    query = OutboundSms.filter(id=report.message_id) if report.message_id is not None else OutboundSms.filter(
+        transport=transport, provider_id=report.provider_id
+    )
+    row = await query.first()
+    if row is None:
+        log.warning("dlr_unmatched", transport=transport, provider_id=report.provider_id, sms_id=report.message_id)
+        return False
+    final = _REPORT_STATUS.get(report.state)
+    changes: dict[str, Any] = {}
+    if final is SmsStatus.DELIVERED and row.status is not SmsStatus.DELIVERED:
+        changes = {"status": final, "delivered_at": clock()}
+    elif final is SmsStatus.FAILED and row.status in (SmsStatus.SENDING, SmsStatus.SENT):
+        changes = {"status": final, "last_error": (report.reason or "delivery failed")[:300]}
+    if changes:
+        await OutboundSms.filter(id=row.id).update(**changes)
+    log.info("sms_report", sms_id=row.id, transport=transport, state=report.state.value, applied=bool(changes))
+    return True

@@ -1,0 +1,105 @@
+"""Incoming SMS and delivery reports, whichever transport they came through.
+
+An incoming text is checked for a duplicate (the provider's id, or the same text from the
+same phone within ``inbound_duplicate_seconds``), answered by the keyword router, and its
+record, any opt-out/opt-in and the reply are written in one transaction; the reply goes
+out through the outbox like every SMS.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+import zoneinfo
+from typing import Callable
+
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from gateway.logs import get_logger
+from gateway.outbox import Outbox, record_report, utcnow
+from gateway.phones import mask, phone_key
+from gateway.settings import Settings
+from gateway.sms import DeliveryReport, IncomingSms, SmsSink
+from menus import sms as keywords
+from menus.engine import HopContext
+from menus.views import Directory
+from models.entities import InboundSms, PhonePreference, SmsKind
+
+log = get_logger("gateway.sms")
+
+
+class SmsService:
+    def __init__(self, settings: Settings, directory: Directory, outbox: Outbox, clock: Callable[[], dt.datetime] = utcnow) -> None:
+        self._settings = settings
+        self._directory = directory
+        self._outbox = outbox
+        self._clock = clock
+        self._tz = zoneinfo.ZoneInfo(settings.locale.timezone)
+        self._window = dt.timedelta(seconds=settings.sms.inbound_duplicate_seconds)
+
+    async def incoming(self, message: IncomingSms) -> bool:
+        """Answer one text; False if it was a duplicate and nothing was done."""
+        started = time.perf_counter()
+        now = self._clock()
+        key = phone_key(message.sender, self._settings.security.secret_key)
+        digest = hashlib.sha256(" ".join(message.text.split()).lower().encode()).hexdigest()
+        if await InboundSms.filter(phone_key=key, text_digest=digest, received_at__gte=now - self._window).exists():
+            self._log(message, "duplicate", started)
+            return False
+        agency = await self._directory.agency_for_sms_number(message.receiver)
+        ctx = HopContext(directory=self._directory, phone=message.sender, agency=agency, now=now, tz=self._tz)
+        answer = await keywords.answer(ctx, message.text)
+        try:
+            async with in_transaction() as connection:
+                await InboundSms.create(
+                    transport=message.transport,
+                    provider_id=message.provider_id,
+                    phone_key=key,
+                    text_digest=digest,
+                    keyword=answer.command.value,
+                    received_at=now,
+                    using_db=connection,
+                )
+                if answer.effect is not None:
+                    await self._set_notifications(key, answer.effect is keywords.Effect.OPT_IN, now, connection)
+                await self._outbox.enqueue(message.sender, answer.reply, SmsKind.REPLY, using_db=connection)
+        except IntegrityError:
+            self._log(message, "duplicate", started)  # the provider's id was seen before
+            return False
+        self._outbox.wakeup.set()
+        self._log(message, answer.command.value, started)
+        return True
+
+    async def _set_notifications(self, key: str, on: bool, now: dt.datetime, connection) -> None:
+        updated = await PhonePreference.filter(phone_key=key).using_db(connection).update(
+            notifications_off=not on, updated_at=now
+        )
+        if not updated:
+            await PhonePreference.create(phone_key=key, notifications_off=not on, updated_at=now, using_db=connection)
+
+    async def report(self, report: DeliveryReport, transport: str) -> bool:
+        return await record_report(report, transport, self._clock)
+
+    def sink_for(self, transport: str) -> SmsSink:
+        """What a connected transport (SMPP) hands its incoming messages and reports to."""
+        service = self
+
+        class _Sink:
+            async def incoming(self, message: IncomingSms) -> None:
+                await service.incoming(message)
+
+            async def report(self, report: DeliveryReport) -> None:
+                await service.report(report, transport)
+
+        return _Sink()
+
+    def _log(self, message: IncomingSms, outcome: str, started: float) -> None:
+        log.info(
+            "sms_in",
+            transport=message.transport,
+            phone=mask(message.sender),
+            outcome=outcome,
+            latency_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
