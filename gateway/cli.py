@@ -1,4 +1,4 @@
-"""Command line: ``python -m gateway run | migrate | seed | phone``."""
+"""Command line: ``python -m gateway run | migrate | seed | dispatch | phone``."""
 
 from __future__ import annotations
 
@@ -53,6 +53,40 @@ def cmd_seed(args: argparse.Namespace) -> None:
     print("demo commune loaded: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
 
 
+def cmd_dispatch(args: argparse.Namespace) -> None:
+    """The outbox dispatcher alone (set sms.run_dispatcher = false in the servers)."""
+    import signal
+
+    from gateway.outbox import Dispatcher, Outbox
+    from gateway.providers import build_transport
+    from gateway.sms_service import SmsService
+    from models.db import open_database
+    from models.directory import DatabaseDirectory
+    from models.fastsql import open_runner
+
+    settings = _settings(args)
+    logs.configure(settings.logging.level, settings.logging.format)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        async with open_database(settings.database.url, run_migrations=settings.database.migrate_on_start):
+            sql = open_runner(settings.database.url)
+            outbox = Outbox(settings)
+            service = SmsService(settings, DatabaseDirectory(settings.ussd.catalogue_cache_seconds, sql), outbox)
+            transport = build_transport(settings, service.sink_for(settings.sms.transport))
+            await transport.start()
+            try:
+                await Dispatcher(settings, transport, sql).run(stop)
+            finally:
+                await transport.close()
+                await sql.close()
+
+    asyncio.run(main())
+
+
 def cmd_phone(args: argparse.Namespace) -> None:
     from gateway.phone_sim import run_phone
 
@@ -72,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     run.set_defaults(func=cmd_run)
 
     commands.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    commands.add_parser("dispatch", help="run the SMS outbox dispatcher alone").set_defaults(func=cmd_dispatch)
     commands.add_parser("seed", help="load the demo commune (replaces demo data only)").set_defaults(func=cmd_seed)
 
     phone = commands.add_parser("phone", help="a terminal phone that dials the running gateway")

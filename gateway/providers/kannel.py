@@ -90,8 +90,10 @@ class KannelTransport(SmsTransport):
             return SendResult(SendOutcome.SENT)
         if status == 503:  # queue full / bearerbox down: smsbox says so with 503
             return SendResult(SendOutcome.THROTTLED if "queue" in body.lower() else SendOutcome.RETRY, error=body[:200])
-        if status in (401, 403):  # wrong credentials: an operator must fix them; keep the message
-            return SendResult(SendOutcome.RETRY, error=f"kannel refused the credentials: {body[:150]}")
+        if status in (401, 403) or "sender missing" in body.lower():
+            # Wrong credentials or no sender configured: an operator must fix the settings;
+            # the message is kept (and retried) rather than lost.
+            return SendResult(SendOutcome.RETRY, error=f"kannel refused our settings: {body[:150]}")
         if 400 <= status < 500:
             return SendResult(SendOutcome.FAILED, error=f"kannel rejected the message: {status} {body[:150]}")
         return SendResult(SendOutcome.RETRY, error=f"kannel answered {status}: {body[:150]}")
