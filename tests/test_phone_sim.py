@@ -29,3 +29,23 @@ async def test_phone_says_when_the_gateway_is_down():
     code = await run_phone("http://127.0.0.1:9", "0987542228", "*384#", read=lambda p: "q", write=out.append)
     assert code == 1
     assert "cannot reach the gateway" in out[-1]
+
+
+async def test_phone_lists_the_sms_the_console_delivered_to_it(client):
+    import asyncio
+
+    from gateway.app import OUTBOX
+    from models.entities import OutboundSms, SmsKind, SmsStatus
+
+    row = await client.app[OUTBOX].enqueue("+84987542228", "Hồ sơ đã có kết quả", SmsKind.INFO, urgent=True)
+    for _ in range(100):
+        if (await OutboundSms.get(id=row.id)).status is SmsStatus.SENT:
+            break
+        await asyncio.sleep(0.05)
+    keys = iter(["0", "q"])
+    out: list[str] = []
+    url = str(client.make_url("")).rstrip("/")
+    await run_phone(url, "0987542228", "*384#", read=lambda prompt: next(keys), write=out.append)
+    sms_lines = [line for line in out if line.startswith("SMS ")]
+    assert len(sms_lines) == 1
+    assert sms_lines[0].endswith("[gsm7, 1 part(s)]: Ho so da co ket qua")
