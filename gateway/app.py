@@ -137,31 +137,34 @@ async def _sms_params(request: web.Request) -> dict | object:
     return dict(request.query)
 
 
-async def sms_inbound(request: web.Request) -> web.Response:
+async def _parse_sms_webhook(request: web.Request, what: str):
+    """The adapter named in the path parses the webhook: (adapter, parsed) or an error response."""
     adapter = inbound_adapter(request.match_info["transport"])
     if adapter is None:
-        return json_error(404, f"no SMS adapter {request.match_info['transport']!r}")
+        return None, json_error(404, f"no SMS adapter {request.match_info['transport']!r}")
     try:
-        message = adapter.parse_inbound(await _sms_params(request))
+        return adapter, getattr(adapter, what)(await _sms_params(request))
     except BadRequest as exc:
-        return json_error(400, str(exc))
-    accepted = await request.app[SMS].incoming(message)
-    if adapter.__name__.endswith(".kannel"):
-        # Kannel sends a non-empty body back to the phone; replies go through the outbox.
+        return None, json_error(400, str(exc))
+
+
+async def sms_inbound(request: web.Request) -> web.Response:
+    adapter, parsed = await _parse_sms_webhook(request, "parse_inbound")
+    if adapter is None:
+        return parsed
+    accepted = await request.app[SMS].incoming(parsed)
+    if adapter.INBOUND_ACK_EMPTY:
+        # A gateway that would send our answer body to the phone gets an empty one:
+        # replies go through the outbox like every SMS.
         return web.Response(text="", content_type="text/plain")
     return web.json_response({"status": "accepted" if accepted else "duplicate"})
 
 
 async def sms_dlr(request: web.Request) -> web.Response:
-    name = request.match_info["transport"]
-    adapter = inbound_adapter(name)
+    adapter, parsed = await _parse_sms_webhook(request, "parse_dlr")
     if adapter is None:
-        return json_error(404, f"no SMS adapter {name!r}")
-    try:
-        report = adapter.parse_dlr(await _sms_params(request))
-    except BadRequest as exc:
-        return json_error(400, str(exc))
-    matched = await request.app[SMS].report(report, name)
+        return parsed
+    matched = await request.app[SMS].report(parsed, request.match_info["transport"])
     return web.json_response({"status": "recorded" if matched else "unknown message"})
 
 

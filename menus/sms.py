@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from gateway.sms_text import unaccent
 from menus.engine import HopContext
 from menus.texts import T, text
-from menus.ussd import status_sentences
+from menus.ussd import procedure_text, status_sentences
 from menus.views import ProcedureView
 from models import dossier_code
 
@@ -143,11 +143,4 @@ async def _procedure(ctx: HopContext, lang: str, argument: str) -> str:
             best, best_score = procedure, score
     if best is None:
         return text(lang, T.SMS_PROCEDURE_NOT_FOUND, query=argument.lower())
-    return text(
-        lang,
-        T.PROCEDURE_DETAIL,
-        name=best.name.get(lang),
-        time=best.processing_time.get(lang),
-        fee=best.fee.get(lang),
-        documents=best.documents.get(lang),
-    )
+    return procedure_text(lang, best)

@@ -22,7 +22,7 @@ from menus.engine import (
 )
 from menus.render import Content, Item
 from menus.texts import T, text
-from menus.views import DossierView
+from menus.views import DossierView, ProcedureView
 from models import dossier_code
 from models.entities import DossierStatus, FilingMode
 
@@ -200,15 +200,19 @@ async def procedure_detail(ctx: HopContext, lang: str, args: Mapping[str, Any]) 
     found = await ctx.directory.procedure(ctx.agency.id, args["id"]) if ctx.agency else None
     if found is None:
         return Content(text(lang, T.PROCEDURES_TITLE), body=text(lang, T.PROCEDURES_EMPTY))
-    body = text(
+    return Content(text(lang, T.PROCEDURES_TITLE), body=procedure_text(lang, found))
+
+
+def procedure_text(lang: str, procedure: ProcedureView) -> str:
+    """Time, fee and documents of a procedure (USSD screen and SMS answer alike)."""
+    return text(
         lang,
         T.PROCEDURE_DETAIL,
-        name=found.name.get(lang),
-        time=found.processing_time.get(lang),
-        fee=found.fee.get(lang),
-        documents=found.documents.get(lang),
+        name=procedure.name.get(lang),
+        time=procedure.processing_time.get(lang),
+        fee=procedure.fee.get(lang),
+        documents=procedure.documents.get(lang),
     )
-    return Content(text(lang, T.PROCEDURES_TITLE), body=body)
 
 
 @content(Screen.PICKUP)

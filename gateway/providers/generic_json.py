@@ -69,6 +69,9 @@ DLR_STATES = {
 }
 
 
+# Answer inbound webhooks with an empty body? (answered with a JSON status)
+INBOUND_ACK_EMPTY = False
+
 def parse_inbound(payload: Any) -> IncomingSms:
     if not isinstance(payload, dict):
         raise BadRequest("body must be a JSON object")

@@ -199,6 +199,9 @@ def parse_dlr(form: Mapping[str, str]) -> DeliveryReport:
     return DeliveryReport(state=state, provider_id=provider_id, reason=reason)
 
 
+# Answer inbound webhooks with an empty body? (the aggregator only wants a 2xx)
+INBOUND_ACK_EMPTY = False
+
 def parse_inbound(form: Mapping[str, str]) -> IncomingSms:
     """The incoming-message callback -> ``IncomingSms``.
 

@@ -99,6 +99,9 @@ class KannelTransport(SmsTransport):
         return SendResult(SendOutcome.RETRY, error=f"kannel answered {status}: {body[:150]}")
 
 
+# Answer inbound webhooks with an empty body? (smsbox sends a non-empty answer body to the phone as a reply)
+INBOUND_ACK_EMPTY = True
+
 def parse_inbound(params: Mapping[str, str]) -> IncomingSms:
     sender = normalize_msisdn(params.get("from"))
     if sender is None:
