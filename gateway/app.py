@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hmac
 import itertools
 import os
 import time
@@ -139,6 +140,11 @@ async def _sms_params(request: web.Request) -> dict | object:
 
 async def _parse_sms_webhook(request: web.Request, what: str):
     """The adapter named in the path parses the webhook: (adapter, parsed) or an error response."""
+    token = request.app[SETTINGS].sms.webhook_token
+    if token:
+        offered = request.headers.get("X-Gateway-Token") or request.query.get("token") or ""
+        if not hmac.compare_digest(offered.encode(), token.encode()):
+            return None, json_error(401, "missing or wrong webhook token")
     adapter = inbound_adapter(request.match_info["transport"])
     if adapter is None:
         return None, json_error(404, f"no SMS adapter {request.match_info['transport']!r}")

@@ -86,6 +86,10 @@ class SmsSettings:
     quiet_start: str = "22:00"
     quiet_end: str = "07:00"
     inbound_duplicate_seconds: int = 120
+    # When this environment variable is set, SMS webhooks (inbound and delivery reports)
+    # must carry its value as ?token= or the X-Gateway-Token header.
+    webhook_token_env: str = "GATEWAY_SMS_WEBHOOK_TOKEN"
+    webhook_token: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -393,3 +393,20 @@ def test_backoff_grows_and_is_capped():
     assert 2.5 <= values[0] <= 5
     assert 20 <= values[3] <= 40
     assert all(450 <= v <= 900 for v in values[8:])
+
+
+async def test_webhooks_need_the_token_when_one_is_configured(make_client, settings):
+    client = await make_client(settings.replace(sms={"webhook_token": "s3cret"}))
+    body = {"from": "0987542228", "to": "8088", "text": "TG"}
+    response = await client.post("/sms/json/inbound", json=body)
+    assert response.status == 401
+    response = await client.post("/sms/json/inbound?token=wrong", json=body)
+    assert response.status == 401
+    response = await client.get("/sms/kannel/dlr", params={"id": "1", "type": "1"})
+    assert response.status == 401
+    assert await InboundSms.all().count() == 0
+    response = await client.post("/sms/json/inbound?token=s3cret", json=body)
+    assert response.status == 200
+    response = await client.post("/sms/json/inbound", json={**body, "text": "HELP"}, headers={"X-Gateway-Token": "s3cret"})
+    assert response.status == 200
+    assert await InboundSms.all().count() == 2

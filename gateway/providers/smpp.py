@@ -44,17 +44,21 @@ against a real SMSC (smpp34's Rust server, tests/peers/smsc.py):
   ``Encoding``. Its SAR path uses an unset variable. So parts are pre-encoded here (its
   GSM 03.38 / UCS-2 codecs) and set with ``SubmitSm.set_encoded_message``, with
   ``auto_message_payload=True`` so the library does not split again.
-* ``DeliverSm.parse_receipt()`` only reads "YYMMDDhhmm" dates and decimal numbers. It
-  raised ValueError on "submit date:240101120000", and inside the library that error
-  ended the session, so the SMSC redelivered the receipt and the loop repeated.
-  ``_Esme._handle_request`` catches that and hands the receipt over unparsed; receipts
-  are parsed here.
+* Its deliver_sm handling is replaced (``_Esme._handle_request``), for three reasons.
+  ``DeliverSm.parse_receipt()`` only reads "YYMMDDhhmm" dates. It raised ValueError on
+  "submit date:240101120000", and that error ended the session; the SMSC then
+  redelivered the receipt, and the same thing happened again. A deliver_sm with an empty
+  short_message and no message_payload fails its constructor. Those are receipts made of
+  TLVs only (receipted_message_id + message_state), and the library answered them with
+  generic_nack. Here they go to the hook unparsed (``_DeliverSm`` accepts an empty body),
+  the library acknowledges them, and receipts are parsed in this module.
 * Parsing a PDU header raises ValueError for a command_status outside its SMPP 3.4 enum
   (e.g. a vendor-specific 0x401), which also ended the session. ``_Esme._get_pdu`` reads
   the header itself, gives the library ESME_RUNKNOWNERR instead, and keeps the real code
   for the error text.
-* Its segment reassembly for incoming concatenated SMS keys by reference only. It also
-  reads a 16-bit reference (IEI 0x08) as 4 bytes. ``_Correlator`` does that job here.
+* Its reassembly of concatenated incoming SMS keys by reference only, sorts parts as
+  strings ("10" < "2"), and reads a 16-bit reference (IEI 0x08) as 4 bytes. Parts are
+  joined here instead, keyed by sender, receiver, reference and part count.
 * Its default correlator keeps every message id for 3 days in a dict that it scans on
   every submit. Ours keeps only request/response pairs.
 * Its logs carry whole messages (numbers, text) as JSON. Only the event line is
@@ -159,6 +163,7 @@ ESM_TYPE_MASK = 0x3C  # esm_class message type bits
 ESM_TYPE_RECEIPT = 0x04  # SMSC delivery receipt
 ESM_TYPE_INTERMEDIATE = 0x20  # intermediate delivery notification
 MAX_OTHER_PARTS = 100_000  # part message_id -> first part's, kept for receipts
+SEGMENT_TTL = 600.0  # seconds to wait for the missing parts of a concatenated MO
 
 _RECEIPT_ID = re.compile(r"(?i)(?:^|\s)id:(\S+)")
 _RECEIPT_STAT = re.compile(r"(?i)(?:^|\s)stat:(\w+)")
@@ -277,13 +282,11 @@ class _Broker(AbstractBroker):
 
 
 class _Correlator(AbstractCorrelator):
-    """Request/response pairs (pruned by age) and reassembly of concatenated incoming SMS."""
+    """Request/response pairs only, pruned by age."""
 
-    def __init__(self, max_age: float, segment_ttl: float = 600.0) -> None:
+    def __init__(self, max_age: float) -> None:
         self._max_age = max_age
-        self._segment_ttl = segment_ttl
         self._requests: OrderedDict[int, tuple[float, SmppMessage]] = OrderedDict()
-        self._segments: OrderedDict[tuple[str, str, int, int], _Segments] = OrderedDict()
 
     def get_cumulated_status(self, ref_num: int) -> int:
         return 0
@@ -314,32 +317,7 @@ class _Correlator(AbstractCorrelator):
         return None, 0  # we never let the library split outgoing messages
 
     async def put_delivery_segmented(self, deliver_sm: DeliverSm) -> DeliverSm | None:
-        now = time.monotonic()
-        while self._segments:
-            key, oldest = next(iter(self._segments.items()))
-            if now - oldest.started <= self._segment_ttl:
-                break
-            del self._segments[key]
-        reference, number, total = deliver_sm.get_segmentation_data()
-        if deliver_sm.esm_class & ESM_UDHI and reference > 0xFF:
-            # aiosmpplib reads a 16-bit reference (IEI 0x08) as 4 bytes: ref, total, seq.
-            reference >>= 16
-        if total <= 1:
-            return deliver_sm
-        key = (deliver_sm.source.number, deliver_sm.destination.number, reference, total)
-        entry = self._segments.get(key)
-        if entry is None:
-            entry = self._segments[key] = _Segments(now, total)
-        entry.texts[number] = deliver_sm.short_message or deliver_sm.message_payload
-        if len(entry.texts) < total:
-            return None
-        del self._segments[key]
-        text = "".join(entry.texts[n] for n in sorted(entry.texts))
-        if deliver_sm.message_payload and not deliver_sm.short_message:
-            deliver_sm.message_payload = text
-        else:
-            deliver_sm.short_message = text
-        return deliver_sm
+        return deliver_sm  # not called: _Esme hands segments over, SmppTransport joins them
 
 
 class _NoThrottle(AbstractThrottleHandler):
@@ -430,13 +408,28 @@ class _Esme(ESME):
         return header_data + body, SmppMessage.parse_header(header_data)
 
     async def _handle_request(self, pdu: bytes, header: PduHeader) -> SmppMessage | None:
-        try:
+        if header.smpp_command != SmppCommand.DELIVER_SM:
             return await super()._handle_request(pdu, header)
-        except ValueError:
-            if header.smpp_command != SmppCommand.DELIVER_SM:
-                raise
-            # DeliverSm.parse_receipt() failed on the receipt text: hand it over unparsed.
-            return DeliverSm.from_pdu(pdu, header, self.default_encoding, self.custom_codecs)
+        # deliver_sm is parsed here and handed over as it is: no parse_receipt(), no
+        # library reassembly (see the module docstring). The library then acknowledges it.
+        try:
+            return _DeliverSm.from_pdu(pdu, header, self.default_encoding, self.custom_codecs)
+        except (ValueError, LookupError, struct.error) as exc:
+            log.warning("smpp_deliver_sm_unparsable", error=type(exc).__name__)
+            await self._send_data(GenericNack(header.sequence_num))
+            return None
+
+
+class _DeliverSm(DeliverSm):
+    """A DeliverSm that may have no text at all: SMPP 3.4 receipts can be TLVs only."""
+
+    def __post_init__(self) -> None:
+        empty = not self.short_message and not self.message_payload
+        if empty:
+            self.short_message = " "  # SubmitSm.__post_init__ refuses an empty body
+        super().__post_init__()
+        if empty:
+            self.short_message = ""
 
 
 class SmppTransport(SmsTransport):
@@ -461,6 +454,7 @@ class SmppTransport(SmsTransport):
         self._keys = itertools.count(1)
         self._concat_ref = random.randrange(256)
         self._other_parts: OrderedDict[str, str] = OrderedDict()
+        self._segments: OrderedDict[tuple[str, str, int, int], _Segments] = OrderedDict()
         self.binds = 0  # successful binds so far
         self.enquire_links_sent = 0
         self._esme = self._make_esme()  # checks system_id / password lengths now
@@ -748,8 +742,36 @@ class SmppTransport(SmsTransport):
             or (kind == 0 and "id" in fields and "stat" in fields)
         ):
             await self._handle_receipt(fields, receipted, params.get(MESSAGE_STATE))
-        else:
-            await self._handle_mo(message, text, params.get(USER_MESSAGE_REFERENCE))
+            return
+        if message.is_segmented():
+            joined = self._join_segments(message, text)
+            if joined is None:
+                return  # more parts to come
+            text = joined
+        await self._handle_mo(message, text, params.get(USER_MESSAGE_REFERENCE))
+
+    def _join_segments(self, message: DeliverSm, text: str) -> str | None:
+        """The whole text once every part of a concatenated MO is here, else None."""
+        now = time.monotonic()
+        while self._segments:
+            key, oldest = next(iter(self._segments.items()))
+            if now - oldest.started <= SEGMENT_TTL:
+                break
+            del self._segments[key]
+        reference, number, total = message.get_segmentation_data()
+        if message.esm_class & ESM_UDHI and reference > 0xFF:
+            reference >>= 16  # aiosmpplib reads a 16-bit reference (IEI 0x08) as ref, total, seq
+        if total <= 1:
+            return text
+        key = (message.source.number, message.destination.number, reference, total)
+        entry = self._segments.get(key)
+        if entry is None:
+            entry = self._segments[key] = _Segments(now, total)
+        entry.texts[number] = text
+        if len(entry.texts) < total:
+            return None
+        del self._segments[key]
+        return "".join(entry.texts[n] for n in sorted(entry.texts))
 
     async def _handle_receipt(self, fields: dict[str, str], receipted: Any, message_state: Any) -> None:
         provider_id = str(receipted).strip() if receipted else fields.get("id", "")
