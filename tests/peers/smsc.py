@@ -169,6 +169,12 @@ class Submit:
         return decode_body(self.data_coding, self.body())
 
 
+def concat_parts_text(submits: list[Submit]) -> str:
+    """The text of a concatenated message, from its parts in UDH order."""
+    ordered = sorted(submits, key=lambda s: (s.udh() or (0, 1, 1))[2])
+    return "".join(s.text() for s in ordered)
+
+
 def receipt_text(message_id: str, stat: str, *, err: str = "000", sub: str = "001", dlvrd: str | None = None,
                  submit_date: str = "2501011200", done_date: str = "2501011201", text: str = "") -> str:
     """A delivery receipt body in the SMPP 3.4 Appendix B format."""
