@@ -86,3 +86,30 @@ async def test_demo_commune_has_what_the_issue_asks(client, clock):
     assert len(overdue) >= 3
     assert any(d.mode is FilingMode.FULL for d in dossiers)
     assert all(d.applicant_phone.startswith("+84") for d in dossiers)
+
+
+async def test_no_phone_number_or_otp_in_any_log_line_of_a_real_flow(client, phone):
+    """USSD hops, an SMS in, its reply, an OTP out: the rendered log holds none of them in clear."""
+    import asyncio
+
+    from gateway.app import OUTBOX
+    from models.entities import OutboundSms, SmsKind, SmsStatus
+
+    stream = io.StringIO()
+    logs.configure("debug", "json", stream=stream)
+    try:
+        caller = phone("0987542228")
+        await caller.dial()
+        await caller.press("1", "2611230001")
+        await client.post("/sms/json/inbound", json={"from": "0912345678", "to": "8088", "text": "HS 2611230001"})
+        otp = await client.app[OUTBOX].enqueue("+84987542228", "Ma OTP cua ban la 482913", SmsKind.OTP, urgent=True)
+        for _ in range(100):
+            if (await OutboundSms.get(id=otp.id)).status is SmsStatus.SENT:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        logs.configure("info", "json")
+    rendered = stream.getvalue()
+    assert '"event": "ussd_hop"' in rendered and '"event": "sms_in"' in rendered and '"event": "sms_send"' in rendered
+    for secret in ("987542228", "912345678", "482913"):
+        assert secret not in rendered, secret
