@@ -13,10 +13,11 @@ from typing import AsyncIterator, Awaitable, Callable
 
 import structlog
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from gateway.logs import get_logger
+from gateway.metrics import Metrics
 from gateway.outbox import utcnow
 from gateway.phones import normalize_msisdn
 from gateway.messages import BadRequest, UssdRequest
@@ -40,24 +41,7 @@ SMS = web.AppKey("sms", SmsService)
 TRANSPORT = web.AppKey("transport", SmsTransport)
 DIRECTORY = web.AppKey("directory", DatabaseDirectory)
 USSD = web.AppKey("ussd", UssdService)
-METRICS = web.AppKey("metrics", "Metrics")
-
-
-class Metrics:
-    """Prometheus metrics of one app (its own registry: no process-global state)."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.ussd_hops = Counter(
-            "gateway_ussd_hops", "USSD hops answered", ["channel", "screen", "end", "retry"], registry=self.registry
-        )
-        self.ussd_errors = Counter("gateway_ussd_errors", "USSD hops that failed inside", ["channel"], registry=self.registry)
-        self.ussd_latency = Histogram(
-            "gateway_ussd_hop_seconds",
-            "Time to answer a USSD hop",
-            buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-            registry=self.registry,
-        )
+METRICS = web.AppKey("metrics", Metrics)
 
 
 _REQUEST_IDS = itertools.count(1)
@@ -222,7 +206,7 @@ def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] | None = 
             stop = asyncio.Event()
             dispatcher_task = None
             if settings.sms.run_dispatcher:
-                dispatcher = Dispatcher(settings, transport, sql, clock or utcnow, wakeup=outbox.wakeup)
+                dispatcher = Dispatcher(settings, transport, sql, clock or utcnow, wakeup=outbox.wakeup, metrics=app[METRICS])
                 dispatcher_task = asyncio.create_task(dispatcher.run(stop), name="sms-dispatcher")
             try:
                 yield

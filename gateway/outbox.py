@@ -30,6 +30,7 @@ from typing import Any, Callable
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from gateway.logs import get_logger
+from gateway.metrics import Metrics
 from gateway.phones import mask, phone_key
 from gateway.settings import Settings, parse_clock
 from gateway.sms import DeliveryReport, DeliveryState, OutgoingSms, SendOutcome, SendResult, SmsTransport
@@ -165,7 +166,9 @@ class Dispatcher:
         clock: Clock = utcnow,
         worker_id: str | None = None,
         wakeup: asyncio.Event | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._sms = settings.sms
         self._transport = transport
         self._sql = sql
@@ -238,6 +241,10 @@ class Dispatcher:
         else:
             error = result.error if result.outcome is SendOutcome.FAILED else f"gave up after {attempts + 1} attempts: {result.error}"
             await self._sql.fetch(_MARK_FINAL, (SmsStatus.FAILED.value, 1, error[:300], transport, message.id))
+        if self._metrics is not None:
+            self._metrics.sms_sent.labels(transport, result.outcome.value).inc()
+            if result.outcome is SendOutcome.SENT:
+                self._metrics.sms_parts.labels(transport).inc(message.parts)
         log.info(
             "sms_send",
             sms_id=message.id,

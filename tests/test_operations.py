@@ -113,3 +113,19 @@ async def test_no_phone_number_or_otp_in_any_log_line_of_a_real_flow(client, pho
     assert '"event": "ussd_hop"' in rendered and '"event": "sms_in"' in rendered and '"event": "sms_send"' in rendered
     for secret in ("987542228", "912345678", "482913"):
         assert secret not in rendered, secret
+
+
+async def test_metrics_count_sms_sent_and_parts(client):
+    import asyncio
+
+    from gateway.app import OUTBOX
+    from models.entities import OutboundSms, SmsKind, SmsStatus
+
+    row = await client.app[OUTBOX].enqueue("+84987542228", "x" * 200, SmsKind.INFO, urgent=True)
+    for _ in range(100):
+        if (await OutboundSms.get(id=row.id)).status is SmsStatus.SENT:
+            break
+        await asyncio.sleep(0.05)
+    body = await (await client.get("/metrics")).text()
+    assert 'gateway_sms_send_attempts_total{outcome="sent",transport="console"} 1.0' in body
+    assert 'gateway_sms_parts_sent_total{transport="console"} 2.0' in body
