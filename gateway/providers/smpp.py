@@ -41,33 +41,40 @@ against a real SMSC (smpp34's Rust server, tests/peers/smsc.py):
   never sent late.
 * Its own long-message splitting is not used. It counts GSM characters and not septets:
   200 x '€' made a 312-octet part. It picks GSM or UCS-2 from the text, ignoring our
-  ``Encoding``. Its SAR path uses an unset variable. So parts are pre-encoded here (its
+  ``Encoding``. Its SAR path reads an unset variable: a 300-character message without
+  UDHI dropped the session and never reached the SMSC. So parts are pre-encoded here (its
   GSM 03.38 / UCS-2 codecs) and set with ``SubmitSm.set_encoded_message``, with
   ``auto_message_payload=True`` so the library does not split again.
-* Its deliver_sm handling is replaced (``_Esme._handle_request``), for three reasons.
+* Its deliver_sm handling is replaced (``_Esme._handle_request``): the deliver_sm goes to
+  the hook as parsed, the library acknowledges it, and this module does the rest.
   ``DeliverSm.parse_receipt()`` only reads "YYMMDDhhmm" dates. It raised ValueError on
   "submit date:240101120000", and that error ended the session; the SMSC then
   redelivered the receipt, and the same thing happened again. A deliver_sm with an empty
   short_message and no message_payload fails its constructor. Those are receipts made of
   TLVs only (receipted_message_id + message_state), and the library answered them with
-  generic_nack. Here they go to the hook unparsed (``_DeliverSm`` accepts an empty body),
-  the library acknowledges them, and receipts are parsed in this module.
+  generic_nack (``_DeliverSm`` accepts an empty body). Its reassembly of concatenated
+  incoming SMS keys by reference only, sorts parts as strings ("10" < "2"), and reads a
+  16-bit reference (IEI 0x08) as 4 bytes. Parts are joined here instead, keyed by
+  sender, receiver, reference and part count.
 * Parsing a PDU header raises ValueError for a command_status outside its SMPP 3.4 enum
   (e.g. a vendor-specific 0x401), which also ended the session. ``_Esme._get_pdu`` reads
   the header itself, gives the library ESME_RUNKNOWNERR instead, and keeps the real code
   for the error text.
-* Its reassembly of concatenated incoming SMS keys by reference only, sorts parts as
-  strings ("10" < "2"), and reads a 16-bit reference (IEI 0x08) as 4 bytes. Parts are
-  joined here instead, keyed by sender, receiver, reference and part count.
 * Its default correlator keeps every message id for 3 days in a dict that it scans on
   every submit. Ours keeps only request/response pairs.
+* ``ESME.stop()`` writes unbind and half-closes the socket at once; ``_Esme._disconnect``
+  waits (at most 2 s) for unbind_resp or for the SMSC to close the connection first.
+  The library also never closes a connection's socket; ``_Esme`` does.
 * Its logs carry whole messages (numbers, text) as JSON. Only the event line is
   forwarded to our logger (``_LibraryLogBridge``).
+* ``_Esme`` overrides private methods (``connect``, ``_get_pdu``, ``_handle_request``,
+  ``_disconnect``) and reads private state, so the dependency is pinned to 0.7.x.
 
-SMSC facts (smpp34 1.5.0's server, see tests/peers/smsc.py): it answers
-enquire_link by itself, sends the status given to ``reject`` for SMPP 3.4 codes
-(ESME_RTHROTTLED 0x58, ESME_RMSGQFUL 0x14...), and hands the ESME's short_message over
-byte for byte. So the tests check UDH and text on the SMSC side with their own decoder.
+SMSC facts (smpp34 1.5.0's server, see tests/peers/smsc.py): it answers enquire_link by
+itself; on unbind it mostly closes the connection without unbind_resp; ``reject`` sends
+the SMPP 3.4 status it is given (ESME_RTHROTTLED 0x58, ESME_RMSGQFUL 0x14...); it hands
+the ESME's short_message over byte for byte. So the tests check UDH and text on the
+SMSC side with their own decoder.
 """
 
 from __future__ import annotations
@@ -109,6 +116,7 @@ from aiosmpplib import (
     SubmitSmResp,
     UCS2Codec,
     Unbind,
+    UnbindResp,
 )
 from aiosmpplib.protocol import PDU_HEADER_LENGTH
 from aiosmpplib.state import MESSAGE_STATE, RECEIPTED_MESSAGE_ID, USER_MESSAGE_REFERENCE, PduHeader
@@ -171,8 +179,7 @@ _RECEIPT_ERR = re.compile(r"(?i)(?:^|\s)err:(\w+)")
 
 # Library log lines that are normal for how we use it.
 _QUIET_LIBRARY_EVENTS = (
-    "Could not correlate delivery receipt",  # we correlate receipts by message id ourselves
-    "SMPP message could not be sent",  # a part we gave up on, dropped on purpose by our hook
+    "SMPP message could not be sent",  # our send_error hook turns it into RETRY/FAILED (and logs)
 )
 
 
@@ -345,7 +352,10 @@ class _RetryTimer(AbstractRetryTimer):
 
     async def wait(self) -> None:
         self._transport._link_down("connection to the SMSC lost")
-        await asyncio.sleep(self._seconds)
+        try:  # sleep, unless the transport closes meanwhile
+            await asyncio.wait_for(self._transport._closed.wait(), self._seconds)
+        except TimeoutError:
+            pass
 
     def reset(self) -> None:
         return None
@@ -381,14 +391,39 @@ class _Esme(ESME):
         super().__init__(*args, **kwargs)
         self.vendor_statuses: dict[int, int] = {}  # sequence number -> status outside SMPP 3.4
         self.last_writer: asyncio.StreamWriter | None = None
+        self.unbind_acked = asyncio.Event()
 
     async def connect(self) -> None:
         # The library drops the previous connection's writer without closing it.
-        self.close_socket()
+        if self._session_state != self.bind_mode.session_state:
+            self.close_socket()
         try:
             await super().connect()
         finally:
             self.last_writer = self._writer
+
+    async def _disconnect(self) -> None:
+        # The library writes unbind and half-closes the socket at once. Here unbind waits
+        # for unbind_resp, or for the SMSC to close the connection (smpp34 does that
+        # without answering), at most 2 s.
+        bound = self.bind_mode.session_state
+        if self._writer is not None and self._session_state == bound:
+            self.unbind_acked.clear()
+            await self._send_data(Unbind())
+            self._data_received.set()  # the enquire_link task stops waiting for traffic
+            waits = {asyncio.ensure_future(self.unbind_acked.wait()), asyncio.ensure_future(self._shut_down.wait())}
+            try:
+                await asyncio.wait(waits, timeout=min(2.0, self.socket_timeout), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waits:
+                    waiter.cancel()
+            if self._session_state == bound:
+                self._session_state = SmppSessionState.OPEN  # unbound: no second unbind
+        writer = self._writer
+        if writer is not None and (writer.is_closing() or (self._reader is not None and self._reader.at_eof())):
+            self._writer = None  # the SMSC has closed the connection already
+            return
+        await super()._disconnect()
 
     def close_socket(self) -> None:
         if self.last_writer is not None:
@@ -450,6 +485,7 @@ class SmppTransport(SmsTransport):
         self._run_task: asyncio.Task | None = None
         self._attempted = asyncio.Event()  # first bind succeeded or failed
         self._closing = False
+        self._closed = asyncio.Event()
         self._was_bound = False
         self._keys = itertools.count(1)
         self._concat_ref = random.randrange(256)
@@ -457,6 +493,7 @@ class SmppTransport(SmsTransport):
         self._segments: OrderedDict[tuple[str, str, int, int], _Segments] = OrderedDict()
         self.binds = 0  # successful binds so far
         self.enquire_links_sent = 0
+        self.unbinds_sent = 0
         self._esme = self._make_esme()  # checks system_id / password lengths now
 
     def _make_esme(self) -> _Esme:
@@ -475,7 +512,7 @@ class SmppTransport(SmsTransport):
             broker=self._broker,
             throttle_handler=_NoThrottle(),
             correlator=_Correlator(max_age=max(60.0, 4 * self._timeout)),
-            retry_timer=_RetryTimer(self, float(max(0, s.reconnect_seconds))),
+            retry_timer=_RetryTimer(self, float(max(1, s.reconnect_seconds))),
             socket_timeout=self._timeout,
         )
 
@@ -510,7 +547,10 @@ class SmppTransport(SmsTransport):
                 log.error("smpp_session_crashed", error=type(exc).__name__)
                 self._link_down("SMPP session crashed")
                 self._esme.close_socket()
-                await asyncio.sleep(max(1, self._settings.reconnect_seconds))
+                try:
+                    await asyncio.wait_for(self._closed.wait(), max(1, self._settings.reconnect_seconds))
+                except TimeoutError:
+                    pass
                 self._esme = self._make_esme()
 
     async def close(self) -> None:
@@ -518,18 +558,22 @@ class SmppTransport(SmsTransport):
         if self._closing:
             return
         self._closing = True
+        self._closed.set()  # ends a reconnect wait at once
         self._fail_pending("transport closed")
         esme = self._esme
-        if self.bound:
-            stopping = asyncio.create_task(esme.stop())
-            await asyncio.sleep(0)  # stop() marks the shutdown and writes unbind first
-            self._broker.close()  # then the library's send task may end
-            try:
-                await asyncio.wait_for(stopping, self._timeout)
-            except (TimeoutError, OSError):
-                log.warning("smpp_unbind_incomplete")
+        # stop() marks the shutdown and, when bound, writes unbind before its first wait;
+        # only then may the library's send task end (its broker raising _Closed).
+        stopping = asyncio.create_task(esme.stop())
+        await asyncio.sleep(0)
         self._broker.close()
-        for task in (self._run_task,):
+        run_task = self._run_task
+        try:
+            await asyncio.wait_for(stopping, self._timeout)
+            if run_task is not None:
+                await asyncio.wait_for(asyncio.shield(run_task), self._timeout)
+        except (TimeoutError, OSError):
+            log.warning("smpp_unbind_incomplete")
+        for task in (stopping, run_task):
             if task is not None and not task.done():
                 task.cancel()
             if task is not None:
@@ -668,6 +712,8 @@ class SmppTransport(SmsTransport):
             self._pending_by_seq[message.sequence_num] = pending
         elif isinstance(message, EnquireLink):
             self.enquire_links_sent += 1
+        elif isinstance(message, Unbind):
+            self.unbinds_sent += 1
 
     def _on_received(self, message: SmppMessage | None) -> None:
         if message is None:
@@ -687,6 +733,8 @@ class SmppTransport(SmsTransport):
                 log.info("smpp_bound", host=self._settings.host, port=self._settings.port)
             else:
                 log.error("smpp_bind_refused", status=_describe(message.command_status))
+        elif isinstance(message, UnbindResp):
+            self._esme.unbind_acked.set()
         elif isinstance(message, Unbind):
             log.info("smpp_unbind_by_smsc")
 
@@ -714,7 +762,7 @@ class SmppTransport(SmsTransport):
         error = _describe(status, vendor_status)
         if status == SmppCommandStatus.ESME_RTHROTTLED:
             return SendResult(SendOutcome.THROTTLED, error=error)
-        if vendor_status is not None or status in TRANSIENT_STATUSES:
+        if status in TRANSIENT_STATUSES:  # a vendor status arrives as ESME_RUNKNOWNERR
             return SendResult(SendOutcome.RETRY, error=error)
         return SendResult(SendOutcome.FAILED, error=error)
 
