@@ -2,10 +2,10 @@
 a dispatcher sends the rows through the configured transport.
 
 Delivery guarantee: at least once. A message is claimed (status ``sending``, a lease)
-before it is sent and marked after; a dispatcher killed between the provider accepting a
-message and the mark leaves a claimed row whose lease runs out, and it is sent again.
-Nothing is lost; a crash can duplicate the messages that were in flight at that moment
-(at most ``dispatch_batch`` per dead dispatcher). Several dispatchers (processes, on
+before it is sent, and the accepted messages of a batch are marked together after the
+batch; a dispatcher killed in between leaves claimed rows whose lease runs out, and they
+are sent again. Nothing is lost; a crash can duplicate the messages of the batch it was
+sending (at most ``dispatch_batch`` per dead dispatcher). Several dispatchers (processes, on
 PostgreSQL) never claim the same row: claims use ``FOR UPDATE SKIP LOCKED`` there, and
 SQLite's single writer elsewhere.
 
@@ -128,25 +128,35 @@ class PartsThrottle:
                 await asyncio.sleep((need - self._tokens) / self._rate)
 
 
-_CLAIM = (
-    "UPDATE outbound_sms SET status='sending', claimed_by=?, claimed_until=? WHERE id IN ("
-    " SELECT id FROM outbound_sms WHERE (status='queued' AND next_attempt_at<=?)"
-    " OR (status='sending' AND claimed_until<?) ORDER BY next_attempt_at, id LIMIT ?{lock})"
-    " RETURNING id, to_phone, text, encoding, parts, expires_at, attempts"
+# Two claims, each in index order (status, next_attempt_at[, id]) with no sort of the whole
+# queue: first claims whose dispatcher died (lease over), then what is due.
+_RETURNING = " RETURNING id, to_phone, text, encoding, parts, expires_at, attempts"
+_CLAIM_ABANDONED = (
+    "UPDATE outbound_sms SET claimed_by=?, claimed_until=? WHERE id IN ("
+    " SELECT id FROM outbound_sms WHERE status='sending' AND claimed_until<? LIMIT ?{lock})" + _RETURNING
 )
+_CLAIM_DUE = (
+    "UPDATE outbound_sms SET status='sending', claimed_by=?, claimed_until=? WHERE id IN ("
+    " SELECT id FROM outbound_sms WHERE status='queued' AND next_attempt_at<=?"
+    " ORDER BY next_attempt_at, id LIMIT ?{lock})" + _RETURNING
+)
+# Marks only touch rows this dispatcher still holds: a dispatcher that outlived its lease
+# must not undo what the one that took over did.
 _MARK_SENT = (
     "UPDATE outbound_sms SET status=CASE WHEN status='sending' THEN 'sent' ELSE status END,"
     " sent_at=?, provider_id=?, transport=?, attempts=attempts+1, claimed_by=NULL, claimed_until=NULL"
-    " WHERE id=?"
+    " WHERE id=? AND claimed_by=?"
 )
 _MARK_RETRY = (
     "UPDATE outbound_sms SET status='queued', next_attempt_at=?, attempts=attempts+?, last_error=?,"
-    " claimed_by=NULL, claimed_until=NULL WHERE id=? AND status='sending'"
+    " claimed_by=NULL, claimed_until=NULL WHERE id=? AND status='sending' AND claimed_by=?"
 )
 _MARK_FINAL = (
     "UPDATE outbound_sms SET status=?, attempts=attempts+?, last_error=?, transport=?,"
-    " claimed_by=NULL, claimed_until=NULL WHERE id=? AND status='sending'"
+    " claimed_by=NULL, claimed_until=NULL WHERE id=? AND status='sending' AND claimed_by=?"
 )
+# A send that takes longer than this is abandoned by its transport (they time out at 10 s).
+_SLOW_SEND_SECONDS = 15
 
 
 def backoff_seconds(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
@@ -176,9 +186,18 @@ class Dispatcher:
         self._worker = worker_id or f"{socket.gethostname()}:{os.getpid()}:{random.randrange(16**6):06x}"
         self._throttle = PartsThrottle(settings.sms.parts_per_second)
         self._slots = asyncio.Semaphore(settings.sms.dispatch_concurrency)
-        self._claim = _CLAIM.format(lock=" FOR UPDATE SKIP LOCKED" if sql.dialect == "postgres" else "")
+        lock = " FOR UPDATE SKIP LOCKED" if sql.dialect == "postgres" else ""
+        self._claims = (_CLAIM_ABANDONED.format(lock=lock), _CLAIM_DUE.format(lock=lock))
         self._wakeup = wakeup or asyncio.Event()
         self._paused_until = 0.0
+        self._sent: list[tuple[Any, ...]] = []
+        rounds = -(-settings.sms.dispatch_batch // settings.sms.dispatch_concurrency)
+        if settings.sms.claim_lease_seconds < rounds * _SLOW_SEND_SECONDS:
+            log.warning(
+                "claim_lease_short",
+                hint=f"a batch of slow sends can outlast the {settings.sms.claim_lease_seconds} s lease "
+                f"({rounds} rounds of up to {_SLOW_SEND_SECONDS} s) and another dispatcher would send it again",
+            )
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("dispatcher_started", worker=self._worker, transport=self._transport.name)
@@ -203,16 +222,26 @@ class Dispatcher:
             await asyncio.sleep(pause)
         now = self._clock()
         lease = now + dt.timedelta(seconds=self._sms.claim_lease_seconds)
-        rows = await self._sql.fetch(self._claim, (self._worker, lease, now, now, self._sms.dispatch_batch))
+        rows: list[tuple[Any, ...]] = []
+        for claim in self._claims:
+            room = self._sms.dispatch_batch - len(rows)
+            if room > 0:
+                rows += await self._sql.fetch(claim, (self._worker, lease, now, room))
         if not rows:
             return 0
         await asyncio.gather(*(self._send_one(row, now) for row in sorted(rows)))
+        # Accepted messages are marked together: one commit for the batch, not one each.
+        sent, self._sent = self._sent, []
+        if sent:
+            await self._sql.execute_many(_MARK_SENT, sent)
         return len(rows)
 
     async def _send_one(self, row: tuple[Any, ...], claimed_at: dt.datetime) -> None:
         message_id, to, text, encoding, parts, expires_at, attempts = row
         if _as_aware(expires_at) <= claimed_at:
-            await self._sql.fetch(_MARK_FINAL, (SmsStatus.EXPIRED.value, 0, "expired before sending", "", message_id))
+            await self._sql.fetch(
+                _MARK_FINAL, (SmsStatus.EXPIRED.value, 0, "expired before sending", "", message_id, self._worker)
+            )
             log.info("sms_expired", sms_id=message_id)
             return
         message = OutgoingSms(message_id, to, text, Encoding(encoding), parts, self._sms.sender)
@@ -230,17 +259,23 @@ class Dispatcher:
         now = self._clock()
         transport = self._transport.name
         if result.outcome is SendOutcome.SENT:
-            await self._sql.fetch(_MARK_SENT, (now, result.provider_id, transport, message.id))
+            self._sent.append((now, result.provider_id, transport, message.id, self._worker))
         elif result.outcome is SendOutcome.THROTTLED:
             # The provider is saturated: slow everyone down a little, spend no attempt.
             self._paused_until = time.monotonic() + 1.0
-            await self._sql.fetch(_MARK_RETRY, (now + dt.timedelta(seconds=1), 0, result.error[:300], message.id))
+            await self._sql.fetch(
+                _MARK_RETRY, (now + dt.timedelta(seconds=1), 0, result.error[:300], message.id, self._worker)
+            )
         elif result.outcome is SendOutcome.RETRY and attempts + 1 < self._sms.max_attempts:
             delay = backoff_seconds(attempts + 1, self._sms.retry_base_seconds, self._sms.retry_max_seconds)
-            await self._sql.fetch(_MARK_RETRY, (now + dt.timedelta(seconds=delay), 1, result.error[:300], message.id))
+            await self._sql.fetch(
+                _MARK_RETRY, (now + dt.timedelta(seconds=delay), 1, result.error[:300], message.id, self._worker)
+            )
         else:
             error = result.error if result.outcome is SendOutcome.FAILED else f"gave up after {attempts + 1} attempts: {result.error}"
-            await self._sql.fetch(_MARK_FINAL, (SmsStatus.FAILED.value, 1, error[:300], transport, message.id))
+            await self._sql.fetch(
+                _MARK_FINAL, (SmsStatus.FAILED.value, 1, error[:300], transport, message.id, self._worker)
+            )
         if self._metrics is not None:
             self._metrics.sms_sent.labels(transport, result.outcome.value).inc()
             if result.outcome is SendOutcome.SENT:

@@ -20,13 +20,18 @@ import asyncio
 import datetime as dt
 import re
 import sqlite3
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence, TypeVar
+
+T = TypeVar("T")
 
 
 class SqlRunner(Protocol):
     dialect: str  # "sqlite" or "postgres": for the rare statement that must differ
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement for many rows, in one transaction."""
 
     async def close(self) -> None: ...
 
@@ -40,6 +45,10 @@ def as_datetime(value: Any) -> dt.datetime | None:
     if value is None or isinstance(value, dt.datetime):
         return value
     return dt.datetime.fromisoformat(value)
+
+
+def _sqlite_values(params: Sequence[Any]) -> list[Any]:
+    return [sqlite_timestamp(p) if isinstance(p, dt.datetime) else p for p in params]
 
 
 class SqliteRunner:
@@ -56,11 +65,28 @@ class SqliteRunner:
         self._db.execute("PRAGMA busy_timeout=0")
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        values = [sqlite_timestamp(p) if isinstance(p, dt.datetime) else p for p in params]
+        values = _sqlite_values(params)
+        return await self._when_free(lambda: self._db.execute(sql, values).fetchall())
+
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        values = [_sqlite_values(row) for row in rows]
+
+        def run() -> None:
+            self._db.execute("BEGIN IMMEDIATE")  # takes the write lock or fails at once
+            try:
+                self._db.executemany(sql, values)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+        await self._when_free(run)
+
+    async def _when_free(self, statement: Callable[[], T]) -> T:
         delay, waited = 0.0005, 0.0
         while True:
             try:
-                return self._db.execute(sql, values).fetchall()
+                return statement()
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or waited > self.BUSY_DEADLINE_SECONDS:
                     raise
@@ -83,13 +109,19 @@ class TortoiseRunner:
         self._numbered: dict[str, str] = {}
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        # execute_query_dict fetches for every statement (execute_query drops RETURNING rows of writes).
+        rows = await self._conn.execute_query_dict(self._number(sql), list(params))
+        return [tuple(row.values()) for row in rows]
+
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self._conn.execute_many(self._number(sql), [list(row) for row in rows])
+
+    def _number(self, sql: str) -> str:
         numbered = self._numbered.get(sql)
         if numbered is None:
             counter = iter(range(1, 10_000))
             numbered = self._numbered[sql] = _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
-        # execute_query_dict fetches for every statement (execute_query drops RETURNING rows of writes).
-        rows = await self._conn.execute_query_dict(numbered, list(params))
-        return [tuple(row.values()) for row in rows]
+        return numbered
 
     async def close(self) -> None:
         return None

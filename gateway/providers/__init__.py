@@ -40,7 +40,7 @@ def build_transport(settings: Settings, sink: SmsSink) -> SmsTransport:
     if name == "http":
         from gateway.providers.http_aggregator import HttpAggregatorTransport
 
-        return HttpAggregatorTransport(settings.http_sms)
+        return HttpAggregatorTransport(settings.http_sms, concurrency=settings.sms.dispatch_concurrency)
     if name == "smpp":
         from gateway.providers.smpp import SmppTransport
 

@@ -89,10 +89,13 @@ BAD_KEY_ERROR = (
 )
 
 
-def _default_session() -> aiohttp.ClientSession:
-    # Matches sms.dispatch_concurrency (20 by default) with headroom; one host, kept alive.
-    connector = aiohttp.TCPConnector(limit=50, limit_per_host=50, keepalive_timeout=30)
-    return aiohttp.ClientSession(connector=connector)
+def _session_for(concurrency: int) -> Callable[[], aiohttp.ClientSession]:
+    def make() -> aiohttp.ClientSession:
+        # As many kept-alive connections as the dispatcher has sends in flight.
+        connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency, keepalive_timeout=30)
+        return aiohttp.ClientSession(connector=connector)
+
+    return make
 
 
 class HttpAggregatorTransport(SmsTransport):
@@ -102,9 +105,10 @@ class HttpAggregatorTransport(SmsTransport):
         self,
         settings: HttpSmsSettings,
         session_factory: Callable[[], aiohttp.ClientSession] | None = None,
+        concurrency: int = 50,
     ) -> None:
         self._settings = settings
-        self._session_factory = session_factory or _default_session
+        self._session_factory = session_factory or _session_for(concurrency)
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
         self._session: aiohttp.ClientSession | None = None
 

@@ -1,0 +1,1 @@
+"""SMS outbox benchmark: python -m bench.sms."""
