@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run phone test test-sqlite test-postgres bench migrations clean
+.PHONY: install system-deps run phone test test-sqlite test-postgres bench migrations clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,11 @@ phone: install
 	$(PY) -m gateway phone --msisdn 0987542228
 
 ## The whole suite: on SQLite, then again on a real PostgreSQL server it starts itself.
-test: test-sqlite test-postgres
+## Real peers come from Debian (PostgreSQL, Kannel): installed when missing (needs root).
+test: system-deps test-sqlite test-postgres
+
+system-deps:
+	bash .ci/system-deps.sh
 
 test-sqlite: install
 	$(PY) -m pytest -q
@@ -35,7 +39,9 @@ test-postgres: install
 
 ## Benchmarks (ratios against a baseline measured in the same run).
 bench: install
+	command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(PY) -m bench.ussd
+	$(PY) -m bench.sms
 
 ## After changing a model: write the migration that follows it.
 migrations: install

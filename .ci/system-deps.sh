@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Debian packages the test suite runs for real: PostgreSQL (second run of the suite) and
+# Kannel (bearerbox, smsbox, fakesmsc). Installs only what is missing; needs root.
+set -euo pipefail
+need=()
+command -v python3 >/dev/null || need+=(python3 python3-venv)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+[ -x /usr/sbin/bearerbox ] || need+=(kannel)
+[ -x /usr/lib/kannel/test/fakesmsc ] || need+=(kannel-extras)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing Debian packages: ${need[*]} (run as root, or: sudo apt-get install ${need[*]})" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}"
+fi
