@@ -26,6 +26,15 @@ async def read_all(phone, screen: str) -> str:
     return " ".join(body)
 
 
+async def look_up(phone, code: str, msisdn: str = DEMO_PHONE) -> str:
+    """Dial, choose lookup, type the code, read every page of the answer."""
+    caller = phone(msisdn)
+    await caller.dial()
+    await caller.press("1")
+    _, screen = await caller.press(code)
+    return await read_all(caller, screen)
+
+
 async def find(**filters) -> Dossier:
     dossier = await Dossier.filter(**filters).order_by("id").first()
     assert dossier is not None, filters
@@ -65,22 +74,14 @@ async def test_lookup_full_code_in_any_case_and_spacing_owner_sees_details(phone
 
 async def test_lookup_hides_personal_data_from_other_phones(phone):
     dossier = await find(status=DossierStatus.NEEDS_DOCUMENTS, applicant_phone=DEMO_PHONE)
-    caller = phone(OTHER_PHONE)
-    await caller.dial()
-    await caller.press("1")
-    _, screen = await caller.press(dossier.code)
-    text = await read_all(caller, screen)
+    text = await look_up(phone, dossier.code, OTHER_PHONE)
     assert "Can bo sung giay to" in text  # the status itself
     assert dossier.applicant_name not in text
     assert dossier.status_note not in text
     assert "Lien he bo phan Mot cua" in text
     assert "Goi tu so dien thoai nguoi nop de xem chi tiet." in text
 
-    owner = phone(DEMO_PHONE)
-    await owner.dial()
-    await owner.press("1")
-    _, screen = await owner.press(dossier.code)
-    text = await read_all(owner, screen)
+    text = await look_up(phone, dossier.code, DEMO_PHONE)
     assert f"Can bo sung: {dossier.status_note}." in text
     assert "Goi tu so dien thoai" not in text
 
@@ -114,11 +115,7 @@ STATUS_DETAIL = {
 @pytest.mark.parametrize("status", list(DossierStatus))
 async def test_every_status_is_said_in_plain_words(phone, status):
     dossier = await find(status=status, applicant_phone=DEMO_PHONE, mode=FilingMode.PARTIAL)
-    caller = phone(DEMO_PHONE)
-    await caller.dial()
-    await caller.press("1")
-    _, screen = await caller.press(dossier.code)
-    text = await read_all(caller, screen)
+    text = await look_up(phone, dossier.code, DEMO_PHONE)
     assert f"Trang thai: {STATUS_WORDS[status]}." in text
     if STATUS_DETAIL[status]:
         assert STATUS_DETAIL[status] in text
@@ -131,11 +128,7 @@ async def test_every_status_is_said_in_plain_words(phone, status):
 async def test_ready_for_pickup_says_where_when_what_to_bring_and_fee(phone):
     dossier = await find(status=DossierStatus.READY, mode=FilingMode.PARTIAL)
     await Dossier.filter(id=dossier.id).update(fee_due=16000)
-    caller = phone(DEMO_PHONE)
-    await caller.dial()
-    await caller.press("1")
-    _, screen = await caller.press(dossier.code)
-    text = await read_all(caller, screen)
+    text = await look_up(phone, dossier.code, DEMO_PHONE)
     assert "Nhan tai Bo phan Mot cua, UBND xa Phuong Ky, huyen Tu Ky, Hai Duong" in text
     assert "gio T2-T6 7h30-11h30, 13h30-17h; sang T7 7h30-11h30" in text
     assert "Mang giay hen tra va CCCD." in text
@@ -144,11 +137,7 @@ async def test_ready_for_pickup_says_where_when_what_to_bring_and_fee(phone):
 
 async def test_ready_full_online_dossier_is_sent_not_collected(phone):
     dossier = await find(status=DossierStatus.READY, mode=FilingMode.FULL)
-    caller = phone(DEMO_PHONE)
-    await caller.dial()
-    await caller.press("1")
-    _, screen = await caller.press(dossier.code)
-    text = await read_all(caller, screen)
+    text = await look_up(phone, dossier.code, DEMO_PHONE)
     assert "Ket qua gui qua buu chinh hoac truc tuyen" in text
     assert "Nhan tai" not in text
 
@@ -156,11 +145,7 @@ async def test_ready_full_online_dossier_is_sent_not_collected(phone):
 async def test_overdue_is_computed_from_the_due_date(phone, clock):
     dossier = await find(status=DossierStatus.PROCESSING)
     await Dossier.filter(id=dossier.id).update(due_at=clock.now.replace(hour=0) - __import__("datetime").timedelta(days=4))
-    caller = phone()
-    await caller.dial()
-    await caller.press("1")
-    _, screen = await caller.press(dossier.code)
-    text = await read_all(caller, screen)
+    text = await look_up(phone, dossier.code, "0987542228")
     assert re.search(r"Da qua han [45] ngay\.", text), text
 
 
