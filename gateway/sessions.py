@@ -16,7 +16,7 @@ from typing import Any
 
 from models.fastsql import SqlRunner, as_datetime
 
-_COLUMNS = "id, state, hops, last_request, last_reply, ended, updated_at"
+_COLUMNS = "id, state, hops, last_request, last_reply, ended, updated_at, phone_key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,7 @@ class SessionRecord:
     last_reply: str
     ended: bool
     updated_at: dt.datetime
+    phone_key: str
 
 
 def _record(row: tuple[Any, ...]) -> SessionRecord:
@@ -40,6 +41,7 @@ def _record(row: tuple[Any, ...]) -> SessionRecord:
         last_reply=row[4],
         ended=bool(row[5]),
         updated_at=as_datetime(row[6]),
+        phone_key=row[7],
     )
 
 
@@ -75,6 +77,18 @@ class SessionStore:
             "UPDATE ussd_session SET state=?, hops=?, last_request=?, last_reply=?, ended=?, updated_at=?"
             " WHERE id=? AND hops=? RETURNING id",
             (json.dumps(state), record.hops + 1, last_request, last_reply, ended, now, record.id, record.hops),
+        )
+        return bool(rows)
+
+    async def restart(
+        self, record: SessionRecord, phone_key: str, state: dict[str, Any], last_request: str, last_reply: str,
+        ended: bool, now: dt.datetime,
+    ) -> bool:
+        """A provider reused a session id for a new dialogue: this is its first hop."""
+        rows = await self._sql.fetch(
+            "UPDATE ussd_session SET phone_key=?, state=?, hops=1, last_request=?, last_reply=?, ended=?,"
+            " created_at=?, updated_at=? WHERE id=? AND hops=? RETURNING id",
+            (phone_key, json.dumps(state), last_request, last_reply, ended, now, now, record.id, record.hops),
         )
         return bool(rows)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from gateway.logs import get_logger
-from gateway.messages import UssdReply, UssdRequest
+from gateway.messages import UssdReply, UssdRequest, split_service_code
 from gateway.phones import mask, phone_key
 from gateway.settings import Settings
 from menus import ussd as _menu  # noqa: F401 - registers the screens
@@ -23,7 +23,7 @@ from menus.engine import HopContext, MenuState, Reply, Screen, render, resume_st
 from menus.render import Renderer
 from menus.texts import T, text
 from menus.views import Directory
-from gateway.sessions import SessionStore
+from gateway.sessions import SessionRecord, SessionStore
 
 log = get_logger("gateway.ussd")
 
@@ -74,16 +74,25 @@ class UssdService:
     async def handle(self, request: UssdRequest) -> HopOutcome:
         now = self._clock()
         retry_key = request.cumulative if request.cumulative is not None else request.hop_id
+        key = phone_key(request.msisdn, self._settings.security.secret_key)
         row = await self._sessions.get(request.channel, request.session_id)
-        if row is not None and retry_key is not None and row.hops > 0 and row.last_request == retry_key:
+        recycled = None
+        if row is not None:
+            same_hop = retry_key is not None and row.last_request == retry_key
+            if row.phone_key != key or (request.new and not (same_hop and row.hops == 1)):
+                # The provider reused a session id for another dialogue (another phone, or a
+                # fresh dial): nothing of the old one may leak into it.
+                recycled, row = row, None
+        if row is not None and retry_key is not None and row.last_request == retry_key and not self._expired(row, now):
             return HopOutcome(UssdReply(row.last_reply, row.ended), _screen_of(row.state), row.hops, retry=True)
-        if row is not None and (row.ended or now - row.updated_at > self._ttl):
+        if row is not None and (row.ended or self._expired(row, now)):
             lang = row.state.get("lang", self._settings.ussd.default_language)
             if not row.ended:
                 await self._sessions.end(row.id, now)
             return HopOutcome(UssdReply(text(lang, T.SESSION_EXPIRED), True), "expired", row.hops)
 
-        agency = await self._directory.agency_for_service_code(request.service_code)
+        service_code, shortcut = split_service_code(request.service_code, await self._directory.service_codes())
+        agency = await self._directory.agency_for_service_code(service_code)
         ctx = HopContext(
             directory=self._directory,
             phone=request.msisdn,
@@ -92,9 +101,8 @@ class UssdService:
             tz=self._tz,
             renderer=self._renderer,
         )
-        key = phone_key(request.msisdn, self._settings.security.secret_key)
         if row is None:
-            reply, state = await self._open(ctx, request, key, now)
+            reply, state = await self._open(ctx, request, shortcut, key, now)
         else:
             state = MenuState.from_json(row.state)
             if request.cumulative is not None:
@@ -105,7 +113,10 @@ class UssdService:
 
         stored = UssdReply(reply.text, reply.end)
         saved_state = state.to_json()
-        if row is None:
+        if row is None and recycled is not None:
+            hop = 1
+            saved = await self._sessions.restart(recycled, key, saved_state, retry_key or "", stored.text, stored.end, now)
+        elif row is None:
             hop = 1
             saved = await self._sessions.create(
                 request.channel, request.session_id, key, saved_state, retry_key or "", stored.text, stored.end, now
@@ -120,10 +131,13 @@ class UssdService:
             return HopOutcome(UssdReply(winner.last_reply, winner.ended), _screen_of(winner.state), winner.hops, True)
         return HopOutcome(stored, state.frame.screen.value if state.stack else "goodbye", hop)
 
+    def _expired(self, row: SessionRecord, now: dt.datetime) -> bool:
+        return now - row.updated_at > self._ttl
+
     async def _open(
-        self, ctx: HopContext, request: UssdRequest, key: str, now: dt.datetime
+        self, ctx: HopContext, request: UssdRequest, shortcut: tuple[str, ...], key: str, now: dt.datetime
     ) -> tuple[Reply, MenuState]:
-        inputs = list(request.shortcut)
+        inputs = list(shortcut)
         if request.cumulative:
             typed = request.cumulative.split("*")
             # Some aggregators repeat the dial-string inputs in the text: count them once.

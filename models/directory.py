@@ -80,6 +80,11 @@ class DatabaseDirectory:
             found = next(iter(self._agencies.values()))
         return found
 
+    async def service_codes(self) -> list[str]:
+        """Every USSD code an agency answers on."""
+        await self._catalogue()
+        return list(self._by_service_code)
+
     async def agency_for_sms_number(self, number: str) -> AgencyView | None:
         await self._catalogue()
         found = self._by_sms_number.get(number.lstrip("+"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from gateway.messages import BadRequest, UssdReply, UssdRequest, split_service_code
+from gateway.messages import BadRequest, UssdReply, UssdRequest
 from gateway.phones import normalize_msisdn
 
 CHANNEL = "at"
@@ -27,13 +27,11 @@ def parse_ussd(form: Mapping[str, str]) -> UssdRequest:
     dialled = (form.get("serviceCode") or "").strip()
     if not dialled:
         raise BadRequest("serviceCode is required")
-    base, shortcut = split_service_code(dialled)
     return UssdRequest(
         channel=CHANNEL,
         session_id=session_id,
         msisdn=msisdn,
-        service_code=base,
-        shortcut=shortcut,
+        service_code=dialled.strip(),
         cumulative=form.get("text") or "",
     )
 

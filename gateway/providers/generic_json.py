@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.messages import BadRequest, UssdReply, UssdRequest, split_service_code
+from gateway.messages import BadRequest, UssdReply, UssdRequest
 from gateway.sms import DeliveryReport, DeliveryState, IncomingSms
 from gateway.phones import normalize_msisdn
 
@@ -42,13 +42,11 @@ def parse_ussd(payload: Any) -> UssdRequest:
     hop_id = payload.get("hop_id")
     if hop_id is not None and not isinstance(hop_id, (str, int)):
         raise BadRequest("hop_id must be a string or a number")
-    base, shortcut = split_service_code(dialled)
     return UssdRequest(
         channel=CHANNEL,
         session_id=session_id.strip(),
         msisdn=msisdn,
-        service_code=base,
-        shortcut=shortcut,
+        service_code=dialled.strip(),
         latest=value,
         new=new,
         hop_id=None if hop_id is None else str(hop_id),
