@@ -47,27 +47,44 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+class QuietHours:
+    """Service SMS are not sent between ``start`` and ``end`` local time unless urgent."""
+
+    def __init__(self, tz: dt.tzinfo, start: dt.time, end: dt.time) -> None:
+        self._tz, self._start, self._end = tz, start, end
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "QuietHours":
+        return cls(
+            zoneinfo.ZoneInfo(settings.locale.timezone),
+            parse_clock(settings.sms.quiet_start),
+            parse_clock(settings.sms.quiet_end),
+        )
+
+    def release(self, moment: dt.datetime) -> dt.datetime:
+        """``moment`` if it is outside quiet hours, else when they end."""
+        local = moment.astimezone(self._tz)
+        clock = local.time()
+        start, end = self._start, self._end
+        quiet = (start <= clock or clock < end) if start > end else (start <= clock < end)
+        if not quiet:
+            return moment
+        day = local.date() if clock < end else local.date() + dt.timedelta(days=1)
+        return dt.datetime.combine(day, end, tzinfo=self._tz).astimezone(dt.timezone.utc)
+
+
 class Outbox:
     """Writes messages to send. Call ``enqueue`` inside the transaction of the change."""
 
     def __init__(self, settings: Settings, clock: Clock = utcnow) -> None:
         self._settings = settings
         self._clock = clock
-        self._tz = zoneinfo.ZoneInfo(settings.locale.timezone)
-        self._quiet = (parse_clock(settings.sms.quiet_start), parse_clock(settings.sms.quiet_end))
+        self._quiet = QuietHours.from_settings(settings)
         self._policy = Policy(settings.sms.encoding_policy)
         self.wakeup = asyncio.Event()
 
     def after_quiet_hours(self, moment: dt.datetime) -> dt.datetime:
-        """``moment`` if it is outside quiet hours, else when they end (local time)."""
-        start, end = self._quiet
-        local = moment.astimezone(self._tz)
-        clock = local.time()
-        quiet = (start <= clock or clock < end) if start > end else (start <= clock < end)
-        if not quiet:
-            return moment
-        day = local.date() if clock < end else local.date() + dt.timedelta(days=1)
-        return dt.datetime.combine(day, end, tzinfo=self._tz).astimezone(dt.timezone.utc)
+        return self._quiet.release(moment)
 
     async def enqueue(
         self,
@@ -130,7 +147,7 @@ class PartsThrottle:
 
 # Two claims, each in index order (status, next_attempt_at[, id]) with no sort of the whole
 # queue: first claims whose dispatcher died (lease over), then what is due.
-_RETURNING = " RETURNING id, to_phone, text, encoding, parts, expires_at, attempts"
+_RETURNING = " RETURNING id, to_phone, text, encoding, parts, expires_at, attempts, kind, urgent"
 _CLAIM_ABANDONED = (
     "UPDATE outbound_sms SET claimed_by=?, claimed_until=? WHERE id IN ("
     " SELECT id FROM outbound_sms WHERE status='sending' AND claimed_until<? LIMIT ?{lock})" + _RETURNING
@@ -185,6 +202,7 @@ class Dispatcher:
         self._clock = clock
         self._worker = worker_id or f"{socket.gethostname()}:{os.getpid()}:{random.randrange(16**6):06x}"
         self._throttle = PartsThrottle(settings.sms.parts_per_second)
+        self._quiet = QuietHours.from_settings(settings)
         self._slots = asyncio.Semaphore(settings.sms.dispatch_concurrency)
         lock = " FOR UPDATE SKIP LOCKED" if sql.dialect == "postgres" else ""
         self._claims = (_CLAIM_ABANDONED.format(lock=lock), _CLAIM_DUE.format(lock=lock))
@@ -230,14 +248,23 @@ class Dispatcher:
         if not rows:
             return 0
         await asyncio.gather(*(self._send_one(row, now) for row in sorted(rows)))
-        # Accepted messages are marked together: one commit for the batch, not one each.
+        await self._flush_sent()
+        return len(rows)
+
+    async def _flush_sent(self) -> None:
+        """Mark accepted messages together: one commit for many, not one each."""
         sent, self._sent = self._sent, []
         if sent:
             await self._sql.execute_many(_MARK_SENT, sent)
-        return len(rows)
 
     async def _send_one(self, row: tuple[Any, ...], claimed_at: dt.datetime) -> None:
-        message_id, to, text, encoding, parts, expires_at, attempts = row
+        message_id, to, text, encoding, parts, expires_at, attempts, kind, urgent = row
+        if not urgent and not SmsKind(kind).essential:
+            # Quiet hours hold for retries and backlogs too, not only for new messages.
+            release = self._quiet.release(claimed_at)
+            if release > claimed_at:
+                await self._sql.fetch(_MARK_RETRY, (release, 0, "held for quiet hours", message_id, self._worker))
+                return
         if _as_aware(expires_at) <= claimed_at:
             await self._sql.fetch(
                 _MARK_FINAL, (SmsStatus.EXPIRED.value, 0, "expired before sending", "", message_id, self._worker)
@@ -260,6 +287,9 @@ class Dispatcher:
         transport = self._transport.name
         if result.outcome is SendOutcome.SENT:
             self._sent.append((now, result.provider_id, transport, message.id, self._worker))
+            if len(self._sent) >= self._sms.dispatch_concurrency:
+                # About once a round: delivery reports matched by the provider's id must find it.
+                await self._flush_sent()
         elif result.outcome is SendOutcome.THROTTLED:
             # The provider is saturated: slow everyone down a little, spend no attempt.
             self._paused_until = time.monotonic() + 1.0
@@ -307,10 +337,17 @@ _REPORT_STATUS = {
 
 async def record_report(report: DeliveryReport, transport: str, clock: Clock = utcnow) -> bool:
     """Apply a delivery report to its message; False if no message matches."""
-    query = OutboundSms.filter(id=report.message_id) if report.message_id is not None else OutboundSms.filter(
-        transport=transport, provider_id=report.provider_id
-    )
-    row = await query.first()
+    if report.message_id is not None:
+        row = await OutboundSms.filter(id=report.message_id).first()
+    else:
+        row = None
+        # A fast report can overtake the dispatcher marking the message with the provider's
+        # id (marks are written about once a round): give it a moment before giving up.
+        for delay in (0, 0.1, 0.2, 0.4, 0.8):
+            await asyncio.sleep(delay)
+            row = await OutboundSms.filter(transport=transport, provider_id=report.provider_id).first()
+            if row is not None:
+                break
     if row is None:
         log.warning("dlr_unmatched", transport=transport, provider_id=report.provider_id, sms_id=report.message_id)
         return False

@@ -25,7 +25,7 @@ from gateway.sms import DeliveryReport, IncomingSms, SmsSink
 from menus import sms as keywords
 from menus.engine import HopContext
 from menus.views import Directory
-from models.entities import InboundSms, PhonePreference, SmsKind
+from models.entities import InboundSms, OutboundSms, PhonePreference, SmsKind, SmsStatus
 
 log = get_logger("gateway.sms")
 
@@ -63,7 +63,9 @@ class SmsService:
                     using_db=connection,
                 )
                 if answer.effect is not None:
-                    await self._set_notifications(key, answer.effect is keywords.Effect.OPT_IN, now, connection)
+                    await self._set_notifications(
+                        message.sender, key, answer.effect is keywords.Effect.OPT_IN, now, connection
+                    )
                 await self._outbox.enqueue(message.sender, answer.reply, SmsKind.REPLY, using_db=connection)
         except IntegrityError:
             self._log(message, "duplicate", started)  # the provider's id was seen before
@@ -72,12 +74,17 @@ class SmsService:
         self._log(message, answer.command.value, started)
         return True
 
-    async def _set_notifications(self, key: str, on: bool, now: dt.datetime, connection) -> None:
+    async def _set_notifications(self, phone: str, key: str, on: bool, now: dt.datetime, connection) -> None:
         updated = await PhonePreference.filter(phone_key=key).using_db(connection).update(
             notifications_off=not on, updated_at=now
         )
         if not updated:
             await PhonePreference.create(phone_key=key, notifications_off=not on, updated_at=now, using_db=connection)
+        if not on:
+            # What is already waiting (held for quiet hours, or for a retry) is not sent either.
+            await OutboundSms.filter(
+                to_phone=phone, status=SmsStatus.QUEUED, kind__in=[k for k in SmsKind if not k.essential]
+            ).using_db(connection).update(status=SmsStatus.FAILED, last_error="recipient opted out")
 
     async def report(self, report: DeliveryReport, transport: str) -> bool:
         return await record_report(report, transport, self._clock)

@@ -410,3 +410,48 @@ async def test_webhooks_need_the_token_when_one_is_configured(make_client, setti
     response = await client.post("/sms/json/inbound", json={**body, "text": "HELP"}, headers={"X-Gateway-Token": "s3cret"})
     assert response.status == 200
     assert await InboundSms.all().count() == 2
+
+
+async def test_opting_out_also_cancels_alerts_already_waiting(quiet_client, settings):
+    client = quiet_client
+    night = local(23, 30).astimezone(dt.timezone.utc)
+    outbox = Outbox(settings, clock=lambda: night)
+    held = await outbox.enqueue(DEMO_PHONE, "Ho so da co ket qua", SmsKind.PICKUP)
+    otp = await outbox.enqueue(DEMO_PHONE, "Ma OTP 123456", SmsKind.OTP, urgent=True, ttl_seconds=3600)
+    other = await outbox.enqueue("+84912000111", "Ho so da co ket qua", SmsKind.PICKUP)
+    await send_text(client, "HUY")
+    cancelled = await OutboundSms.get(id=held.id)
+    assert cancelled.status is SmsStatus.FAILED and cancelled.last_error == "recipient opted out"
+    assert (await OutboundSms.get(id=otp.id)).status is not SmsStatus.FAILED
+    assert (await OutboundSms.get(id=other.id)).status is SmsStatus.QUEUED
+
+
+async def test_quiet_hours_hold_a_backlog_at_send_time(quiet_client, settings, clock):
+    day = local(15).astimezone(dt.timezone.utc)
+    outbox = Outbox(settings, clock=lambda: day)
+    alert = await outbox.enqueue(DEMO_PHONE, "Ho so da co ket qua", SmsKind.PICKUP)
+    reply = await outbox.enqueue("+84912000111", "Tra loi", SmsKind.REPLY)
+    provider = ScriptedProvider([])
+    night = local(23, 10).astimezone(dt.timezone.utc)  # the dispatcher was down until now
+    dispatcher, sql = await dispatcher_for(settings, provider, lambda: night)
+    assert await dispatcher.dispatch_once() == 2
+    assert [m.id for m in provider.calls] == [reply.id]  # a reply is not held
+    held = await OutboundSms.get(id=alert.id)
+    assert held.status is SmsStatus.QUEUED and held.attempts == 0
+    assert held.next_attempt_at == local(7, day=24)
+    await sql.close()
+
+
+async def test_a_report_that_overtakes_the_sent_mark_still_finds_its_message(quiet_client, settings, clock):
+    from gateway.outbox import record_report
+    from gateway.sms import DeliveryReport, DeliveryState
+
+    row = await Outbox(settings, clock).enqueue(DEMO_PHONE, "A", SmsKind.INFO, urgent=True)
+    await OutboundSms.filter(id=row.id).update(status=SmsStatus.SENDING, transport="http")
+    report = asyncio.create_task(
+        record_report(DeliveryReport(DeliveryState.DELIVERED, provider_id="ATXid_late"), "http", clock)
+    )
+    await asyncio.sleep(0.15)  # the dispatcher writes its marks a moment later
+    await OutboundSms.filter(id=row.id).update(provider_id="ATXid_late", status=SmsStatus.SENT)
+    assert await report is True
+    assert (await OutboundSms.get(id=row.id)).status is SmsStatus.DELIVERED
