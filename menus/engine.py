@@ -189,7 +189,11 @@ async def render(ctx: HopContext, state: MenuState, notice: Notice | None = None
     """Show the frame on top of the stack; remember its choices."""
     frame = state.frame
     shown = await screen_content(ctx, state.lang, frame)
-    notice_text = text(state.lang, notice.key, **notice.values) if notice else None
+    notice_text = None
+    if notice:
+        # Echoed input (a mistyped code) is shortened so the re-prompt always fits.
+        values = {k: _clip(v) if isinstance(v, str) else v for k, v in notice.values.items()}
+        notice_text = text(state.lang, notice.key, **values)
     assert ctx.renderer is not None
     pages: list[Page[Target]] = ctx.renderer.pages(shown, state.lang, notice_text)
     page_no = min(max(frame.page, 0), len(pages) - 1)
@@ -202,6 +206,10 @@ async def render(ctx: HopContext, state: MenuState, notice: Notice | None = None
     stack = state.stack[:-1] + (replace(frame, page=page_no),)
     settled = not shown.prompt and not shown.items and not page.has_next
     return Reply(page.text, shown.end), replace(state, stack=stack, choices=choices, settled=settled)
+
+
+def _clip(value: str, limit: int = 40) -> str:
+    return value if len(value) <= limit else value[: limit - 2] + ".."
 
 
 async def step(ctx: HopContext, state: MenuState, inputs: list[str]) -> tuple[Reply, MenuState]:

@@ -69,6 +69,16 @@ def _shorten(value: str, budget: int) -> str:
     return value.rstrip() + ".."
 
 
+def _cut(word: str, budget: int) -> tuple[str, str]:
+    """The longest head of ``word`` that fits ``budget`` units, and the rest."""
+    used = 0
+    for index, char in enumerate(word):
+        used += units(char, Encoding.GSM7)
+        if used > budget:
+            return word[:index], word[index:]
+    return word, ""
+
+
 class Renderer:
     CACHE_SIZE = 4096
 
@@ -118,7 +128,7 @@ class Renderer:
         line = ""
         for word in body_words:
             while units(word, Encoding.GSM7) > room:  # a "word" longer than a page
-                head, word = word[: room - 1], word[room - 1 :]
+                head, word = _cut(word, room)
                 if line:
                     chunks.append((line, []))
                 chunks.append((head, []))

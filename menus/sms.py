@@ -103,7 +103,12 @@ async def answer(ctx: HopContext, message: str) -> Answer:
     return Answer(reply, parsed.command, lang)
 
 
+# What people write between the keyword and the code: "Tra cuu ho so ...", "HS ma ...".
+_FILLER = re.compile(r"^(?:MA\b[\s:.]*)?(?:HO\s*SO\b[\s:.]*)?(?:MA\b[\s:.]*)?(?:SO\b[\s:.]*)?")
+
+
 async def _status(ctx: HopContext, lang: str, argument: str, hotline: str) -> str:
+    argument = _FILLER.sub("", argument)
     if not argument:
         return text(lang, T.SMS_STATUS_NEED_CODE)
     code = dossier_code.parse(argument)

@@ -180,6 +180,24 @@ def test_list_labels_too_long_for_a_line_are_shortened():
     assert ".." in pages[0].text
 
 
+def test_a_long_token_of_double_width_characters_is_paged_not_refused():
+    renderer = Renderer(160)
+    content = Content("Giay to", body="[" * 150 + " " + "{x}" * 90)
+    pages = renderer.pages(content, "vi")
+    assert len(pages) >= 3
+    for page in pages:
+        check_screen(page.text, 160)
+
+
+async def test_a_very_long_mistyped_code_still_gets_a_reprompt_that_fits():
+    ctx = context(160, "+84987542228")
+    state = MenuState(lang="vi", stack=(Frame(Screen.MAIN), Frame(Screen.LOOKUP_ENTER)))
+    notice = Notice(T.LOOKUP_NOT_FOUND, {"code": "A" * 140 + "-260101-0001"})
+    reply, _ = await render(ctx, state, notice)
+    check_screen(reply.text, 160)
+    assert reply.text.startswith("Khong tim thay ho so AAAA")
+
+
 def test_a_prompt_that_cannot_fit_is_a_loud_error():
     with pytest.raises(ScreenTooLong):
         Renderer(60).pages(Content("y" * 80, prompt=True), "vi")

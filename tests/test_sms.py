@@ -112,6 +112,14 @@ async def test_tail_lookup_by_sms_uses_the_number_texted(client):
     assert message["text"].startswith(f"Ho so {dossier.code}:")
 
 
+@pytest.mark.parametrize("wording", ["Tra cứu hồ sơ {code}", "HS ma {code}", "hs ma ho so: {code}", "TRA CUU HO SO SO {tail}"])
+async def test_status_wordings_people_use(client, wording):
+    dossier = await Dossier.filter(code__startswith="000.32.22.H23-", status=DossierStatus.PROCESSING).first()
+    await send_text(client, wording.format(code=dossier.code, tail=dossier.tail))
+    [message] = await sent_to(client, "0987542228")
+    assert message["text"].startswith(f"Ho so {dossier.code}:"), message["text"]
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [
