@@ -22,8 +22,7 @@ from gateway.outbox import utcnow
 from gateway.phones import normalize_msisdn
 from gateway.messages import BadRequest, UssdRequest
 from gateway.outbox import Dispatcher, Outbox
-from gateway.providers import africastalking, build_transport, generic_json, inbound_adapter
-from gateway.providers.console import ConsoleTransport
+from gateway.providers import build_transport, inbound_adapter, ussd_adapter
 from gateway.sms import SmsTransport
 from gateway.sms_service import SmsService
 from gateway.sessions import SessionStore
@@ -86,27 +85,39 @@ async def _answer_ussd(request: web.Request, parsed: UssdRequest) -> HopOutcome:
     return outcome
 
 
-async def ussd_cumulative(request: web.Request) -> web.Response:
-    form = await request.post()
+def _token_refused(request: web.Request) -> web.Response | None:
+    """Provider webhooks carry the shared token when one is configured."""
+    token = request.app[SETTINGS].security.webhook_token
+    if not token:
+        return None
+    offered = request.headers.get("X-Gateway-Token") or request.query.get("token") or ""
+    if hmac.compare_digest(offered.encode(), token.encode()):
+        return None
+    return json_error(401, "missing or wrong webhook token")
+
+
+async def ussd_webhook(request: web.Request) -> web.Response:
+    adapter = ussd_adapter(request.match_info["contract"])
+    if adapter is None:
+        return json_error(404, f"no USSD contract {request.match_info['contract']!r}")
+    refused = _token_refused(request)
+    if refused is not None:
+        return refused
+    if adapter.USSD_BODY == "json":
+        try:
+            body = await request.json()
+        except ValueError:
+            return json_error(400, "body is not valid JSON")
+    else:
+        form = await request.post()
+        body = {k: v for k, v in form.items() if isinstance(v, str)}
     try:
-        parsed = africastalking.parse_ussd({k: v for k, v in form.items() if isinstance(v, str)})
+        parsed = adapter.parse_ussd(body)
     except BadRequest as exc:
         return json_error(400, str(exc))
     outcome = await _answer_ussd(request, parsed)
-    return web.Response(text=africastalking.render_ussd(outcome.reply), content_type="text/plain")
-
-
-async def ussd_json(request: web.Request) -> web.Response:
-    try:
-        payload = await request.json()
-    except ValueError:
-        return json_error(400, "body is not valid JSON")
-    try:
-        parsed = generic_json.parse_ussd(payload)
-    except BadRequest as exc:
-        return json_error(400, str(exc))
-    outcome = await _answer_ussd(request, parsed)
-    return web.json_response(generic_json.render_ussd(outcome.reply))
+    content_type, text_body = adapter.render_ussd(outcome.reply)
+    return web.Response(text=text_body, content_type=content_type)
 
 
 async def _sms_params(request: web.Request) -> dict | object:
@@ -124,11 +135,9 @@ async def _sms_params(request: web.Request) -> dict | object:
 
 async def _parse_sms_webhook(request: web.Request, what: str):
     """The adapter named in the path parses the webhook: (adapter, parsed) or an error response."""
-    token = request.app[SETTINGS].sms.webhook_token
-    if token:
-        offered = request.headers.get("X-Gateway-Token") or request.query.get("token") or ""
-        if not hmac.compare_digest(offered.encode(), token.encode()):
-            return None, json_error(401, "missing or wrong webhook token")
+    refused = _token_refused(request)
+    if refused is not None:
+        return None, refused
     adapter = inbound_adapter(request.match_info["transport"])
     if adapter is None:
         return None, json_error(404, f"no SMS adapter {request.match_info['transport']!r}")
@@ -158,17 +167,20 @@ async def sms_dlr(request: web.Request) -> web.Response:
     return web.json_response({"status": "recorded" if matched else "unknown message"})
 
 
-async def console_sent(request: web.Request) -> web.Response:
-    """What the console transport delivered to one phone (for the phone simulator)."""
-    transport = request.app[TRANSPORT]
-    if not isinstance(transport, ConsoleTransport):
-        return json_error(404, "the console transport is not in use")
+async def local_inbox(request: web.Request) -> web.Response:
+    """What a local transport (console) delivered to one phone: the phone simulator's inbox.
+    Loopback callers only: the texts include OTPs."""
+    if request.remote not in ("127.0.0.1", "::1"):
+        return json_error(403, "only from this machine")
     phone = normalize_msisdn(request.query.get("msisdn"))
     if phone is None:
         return json_error(400, "msisdn is not a valid Vietnamese mobile number")
+    inbox = request.app[TRANSPORT].inbox(phone)
+    if inbox is None:
+        return json_error(404, "the SMS transport in use keeps no local inbox")
     messages = [
         {"sent_at": m.sent_at.isoformat(timespec="seconds"), "text": m.text, "encoding": m.encoding, "parts": m.parts}
-        for m in transport.inbox(phone)
+        for m in inbox
     ]
     return web.json_response({"messages": messages})
 
@@ -191,6 +203,8 @@ def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] | None = 
     async def database(app: web.Application) -> AsyncIterator[None]:
         if settings.security.secret_key == DEV_SECRET_KEY:
             log.warning("dev_secret_key", hint=f"set {settings.security.secret_key_env} in production")
+        if not settings.security.webhook_token:
+            log.warning("webhooks_unauthenticated", hint=f"set {settings.security.webhook_token_env} in production")
         async with open_database(settings.database.url, run_migrations=settings.database.migrate_on_start):
             sql = open_runner(settings.database.url)
             directory = DatabaseDirectory(settings.ussd.catalogue_cache_seconds, sql)
@@ -220,9 +234,8 @@ def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] | None = 
     app.cleanup_ctx.append(database)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_view)
-    app.router.add_post("/ussd/at", ussd_cumulative)
-    app.router.add_post("/ussd/json", ussd_json)
-    app.router.add_get("/sms/console/sent", console_sent)
+    app.router.add_post("/ussd/{contract}", ussd_webhook)
+    app.router.add_get("/sms/console/sent", local_inbox)
     for method in ("GET", "POST"):
         app.router.add_route(method, "/sms/{transport}/inbound", sms_inbound)
         app.router.add_route(method, "/sms/{transport}/dlr", sms_dlr)

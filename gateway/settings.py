@@ -41,6 +41,10 @@ class SecuritySettings:
     secret_key_env: str = "GATEWAY_SECRET_KEY"
     # Filled from the environment variable named above, never from the file.
     secret_key: str = field(default=DEV_SECRET_KEY, repr=False)
+    # When set, every provider webhook (USSD and SMS) must carry it as ?token= or the
+    # X-Gateway-Token header.
+    webhook_token_env: str = "GATEWAY_WEBHOOK_TOKEN"
+    webhook_token: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +90,6 @@ class SmsSettings:
     quiet_start: str = "22:00"
     quiet_end: str = "07:00"
     inbound_duplicate_seconds: int = 120
-    # When this environment variable is set, SMS webhooks (inbound and delivery reports)
-    # must carry its value as ?token= or the X-Gateway-Token header.
-    webhook_token_env: str = "GATEWAY_SMS_WEBHOOK_TOKEN"
-    webhook_token: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True, slots=True)

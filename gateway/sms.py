@@ -12,7 +12,7 @@ import abc
 import datetime as dt
 import enum
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.sms_text import Encoding
 
@@ -84,6 +84,10 @@ class SmsTransport(abc.ABC):
 
     async def close(self) -> None:
         """Disconnect cleanly."""
+
+    def inbox(self, phone: str) -> list[Any] | None:
+        """What was delivered to a phone, for transports that deliver locally (else None)."""
+        return None
 
     @abc.abstractmethod
     async def send(self, message: OutgoingSms) -> SendResult:

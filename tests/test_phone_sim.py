@@ -49,3 +49,13 @@ async def test_phone_lists_the_sms_the_console_delivered_to_it(client):
     sms_lines = [line for line in out if line.startswith("SMS ")]
     assert len(sms_lines) == 1
     assert sms_lines[0].endswith("[gsm7, 1 part(s)]: Ho so da co ket qua")
+
+
+async def test_the_local_inbox_answers_only_this_machine(client):
+    from gateway.app import local_inbox
+    from aiohttp.test_utils import make_mocked_request
+
+    request = make_mocked_request("GET", "/sms/console/sent?msisdn=0987542228", app=client.app)
+    # A mocked request has no peer address: anything not loopback is refused.
+    response = await local_inbox(request)
+    assert response.status == 403

@@ -404,7 +404,11 @@ def test_backoff_grows_and_is_capped():
 
 
 async def test_webhooks_need_the_token_when_one_is_configured(make_client, settings):
-    client = await make_client(settings.replace(sms={"webhook_token": "s3cret"}))
+    client = await make_client(settings.replace(security={"webhook_token": "s3cret"}))
+    ussd = {"sessionId": "t1", "serviceCode": "*384#", "phoneNumber": "0987542228", "text": ""}
+    assert (await client.post("/ussd/at", data=ussd)).status == 401
+    assert (await client.post("/ussd/json", json={})).status == 401
+    assert (await client.post("/ussd/at?token=s3cret", data=ussd)).status == 200
     body = {"from": "0987542228", "to": "8088", "text": "TG"}
     response = await client.post("/sms/json/inbound", json=body)
     assert response.status == 401

@@ -414,10 +414,16 @@ async def test_malformed_requests_get_a_json_400(client, form, message):
     assert await UssdSession.all().count() == 0
 
 
-async def test_unknown_path_is_a_json_404(client):
-    response = await client.get("/ussd/nope")
+async def test_unknown_paths_and_contracts_are_json_errors(client):
+    response = await client.get("/nowhere")
     assert response.status == 404
     assert (await response.json())["status"] == 404
+    response = await client.post("/ussd/nope", data={"sessionId": "x"})
+    assert response.status == 404
+    assert "no USSD contract" in (await response.json())["error"]
+    response = await client.get("/ussd/at")
+    assert response.status == 405
+    assert (await response.json())["status"] == 405
 
 
 async def test_agency_from_unknown_code_falls_back_only_when_single(client, phone):

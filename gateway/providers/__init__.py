@@ -9,6 +9,19 @@ from gateway.settings import Settings
 from gateway.sms import SmsSink, SmsTransport
 
 
+def ussd_adapter(contract: str) -> ModuleType | None:
+    """The module that speaks ``/ussd/{contract}``: ``parse_ussd(body)`` and ``render_ussd(reply)``."""
+    if contract == "at":
+        from gateway.providers import africastalking
+
+        return africastalking
+    if contract == "json":
+        from gateway.providers import generic_json
+
+        return generic_json
+    return None
+
+
 def inbound_adapter(name: str) -> ModuleType | None:
     """The module that parses ``/sms/{name}/inbound`` and ``/sms/{name}/dlr`` webhooks."""
     if name == "kannel":

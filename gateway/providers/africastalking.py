@@ -36,5 +36,9 @@ def parse_ussd(form: Mapping[str, str]) -> UssdRequest:
     )
 
 
-def render_ussd(reply: UssdReply) -> str:
-    return ("END " if reply.end else "CON ") + reply.text
+USSD_BODY = "form"  # how the request body comes
+
+
+def render_ussd(reply: UssdReply) -> tuple[str, str]:
+    """(content type, body)."""
+    return "text/plain", ("END " if reply.end else "CON ") + reply.text

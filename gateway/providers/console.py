@@ -40,5 +40,5 @@ class ConsoleTransport(SmsTransport):
         log.info("sms_console", to=mask(message.to), parts=message.parts, encoding=message.encoding.value)
         return SendResult(SendOutcome.SENT, provider_id=f"console-{next(self._ids)}")
 
-    def inbox(self, phone: str) -> list[ConsoleMessage]:
+    def inbox(self, phone: str) -> list[ConsoleMessage] | None:
         return list(self._inboxes.get(phone, ()))

@@ -10,6 +10,7 @@ done twice); without it every request is a new input.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from gateway.messages import BadRequest, UssdReply, UssdRequest
@@ -53,8 +54,12 @@ def parse_ussd(payload: Any) -> UssdRequest:
     )
 
 
-def render_ussd(reply: UssdReply) -> dict[str, Any]:
-    return {"text": reply.text, "end": reply.end}
+USSD_BODY = "json"  # how the request body comes
+
+
+def render_ussd(reply: UssdReply) -> tuple[str, str]:
+    """(content type, body)."""
+    return "application/json", json.dumps({"text": reply.text, "end": reply.end})
 
 
 # SMS, generic JSON: {"from", "to", "text", "id"?} in; delivery reports
