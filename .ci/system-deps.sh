@@ -3,7 +3,8 @@
 # Kannel (bearerbox, smsbox, fakesmsc). Installs only what is missing; needs root.
 set -euo pipefail
 need=()
-command -v python3 >/dev/null || need+=(python3 python3-venv)
+command -v python3 >/dev/null || need+=(python3)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 [ -x /usr/sbin/bearerbox ] || need+=(kannel)
 [ -x /usr/lib/kannel/test/fakesmsc ] || need+=(kannel-extras)

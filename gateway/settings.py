@@ -82,7 +82,7 @@ class SmsSettings:
     retry_base_seconds: int = 5
     retry_max_seconds: int = 900
     message_ttl_seconds: int = 86400
-    claim_lease_seconds: int = 60
+    claim_lease_seconds: int = 90
     dispatch_batch: int = 100
     dispatch_concurrency: int = 20
     idle_poll_seconds: float = 0.5

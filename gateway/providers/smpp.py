@@ -79,6 +79,8 @@ SMSC side with their own decoder.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import asyncio
 import hashlib
 import itertools
@@ -850,8 +852,12 @@ class SmppTransport(SmsTransport):
         receiver = message.destination.number
         provider_id = None
         if isinstance(reference, int):
-            # The phone's message reference: the same for a redelivery of this deliver_sm.
-            digest = hashlib.sha256(f"{sender}|{receiver}|{reference}".encode()).hexdigest()[:20]
+            # The phone's message reference: the same for a redelivery of this deliver_sm. It is
+            # a small counter that wraps, so it only names a message within a day (a redelivery
+            # comes within minutes); the day is part of the id, or a month later the same
+            # reference would be dropped as a duplicate.
+            day = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d")
+            digest = hashlib.sha256(f"{sender}|{receiver}|{reference}|{day}".encode()).hexdigest()[:20]
             provider_id = f"smpp-mr-{digest}"
         await self._sink.incoming(
             IncomingSms(transport=self.name, sender=sender, receiver=receiver, text=text, provider_id=provider_id)
