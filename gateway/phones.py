@@ -53,8 +53,3 @@ def phone_key(e164: str, secret_key: str) -> str:
     """A keyed hash of a number, so sessions can be found by phone without storing it."""
     return hmac.new(secret_key.encode(), e164.encode(), hashlib.sha256).hexdigest()
 
-
-def display(e164: str) -> str:
-    """National format for citizen-facing text: ``0987 542 228``."""
-    number = phonenumbers.parse(e164, "VN")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)

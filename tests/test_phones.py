@@ -1,6 +1,6 @@
 import pytest
 
-from gateway.phones import display, mask, normalize_msisdn, phone_key
+from gateway.phones import mask, normalize_msisdn, phone_key
 
 
 @pytest.mark.parametrize(
@@ -39,6 +39,3 @@ def test_phone_key_is_keyed_and_stable():
     assert phone_key("+84987542228", "k1") != phone_key("+84987542228", "k2")
     assert "987542228" not in phone_key("+84987542228", "k1")
 
-
-def test_display_national_format():
-    assert display("+84987542228") == "0987 542 228"
