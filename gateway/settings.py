@@ -60,6 +60,9 @@ class UssdSettings:
     resume_window_seconds: int = 300
     default_language: str = "vi"
     catalogue_cache_seconds: int = 60
+    # Bounded work per hop: a request carrying more is answered END with an apology.
+    max_inputs_per_hop: int = 12
+    max_request_chars: int = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,25 @@ class SmsSettings:
     quiet_start: str = "22:00"
     quiet_end: str = "07:00"
     inbound_duplicate_seconds: int = 120
+    # Every SMS the gateway writes is cut to this many parts, saying so in the text.
+    max_parts: int = 3
+    # A longer incoming text is refused (413): nobody types more on a phone.
+    max_inbound_chars: int = 1600
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionSettings:
+    """How long records are kept; the purger deletes in bounded batches."""
+
+    # Run the purger inside the server (one process at a time holds its lease).
+    run_purger: bool = True
+    interval_seconds: int = 60
+    batch_size: int = 1000
+    # A session is deleted this long after its TTL and resume window have both run out.
+    session_grace_seconds: int = 60
+    inbound_sms_days: int = 30
+    outbound_sms_days: int = 90
+    lease_seconds: int = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +159,7 @@ class Settings:
     ussd: UssdSettings = UssdSettings()
     locale: LocaleSettings = LocaleSettings()
     sms: SmsSettings = SmsSettings()
+    retention: RetentionSettings = RetentionSettings()
     kannel: KannelSettings = KannelSettings()
     smpp: SmppSettings = SmppSettings()
     http_sms: HttpSmsSettings = HttpSmsSettings()
@@ -229,6 +252,9 @@ def _validate(settings: Settings) -> Settings:
     for key in ("session_ttl_seconds", "resume_window_seconds", "catalogue_cache_seconds"):
         if getattr(ussd, key) < 0:
             raise SettingsError(f"ussd.{key} must not be negative")
+    for key in ("max_inputs_per_hop", "max_request_chars"):
+        if getattr(ussd, key) < 1:
+            raise SettingsError(f"ussd.{key} must be at least 1")
     if settings.logging.format not in ("auto", "console", "json"):
         raise SettingsError(f"logging.format must be auto, console or json, got {settings.logging.format!r}")
     if settings.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -243,9 +269,16 @@ def _validate(settings: Settings) -> Settings:
             parse_clock(getattr(sms, key))
         except ValueError as exc:
             raise SettingsError(f"sms.{key}: expected HH:MM, got {getattr(sms, key)!r}") from exc
-    for key in ("parts_per_second", "max_attempts", "dispatch_batch", "dispatch_concurrency", "claim_lease_seconds"):
+    for key in ("parts_per_second", "max_attempts", "dispatch_batch", "dispatch_concurrency", "claim_lease_seconds",
+                "max_parts", "max_inbound_chars"):
         if getattr(sms, key) < 1:
             raise SettingsError(f"sms.{key} must be at least 1")
+    retention = settings.retention
+    for key in ("interval_seconds", "batch_size", "inbound_sms_days", "outbound_sms_days", "lease_seconds"):
+        if getattr(retention, key) < 1:
+            raise SettingsError(f"retention.{key} must be at least 1")
+    if retention.session_grace_seconds < 0:
+        raise SettingsError("retention.session_grace_seconds must not be negative")
     if not 0 < settings.server.port < 65536:
         raise SettingsError(f"server.port out of range: {settings.server.port}")
     try:

@@ -140,7 +140,7 @@ class UssdSession(Model):
     last_reply = fields.TextField(default="")
     ended = fields.BooleanField(default=False)
     created_at = fields.DatetimeField()
-    updated_at = fields.DatetimeField()
+    updated_at = fields.DatetimeField(db_index=True)  # retention purges by it
 
     class Meta:
         table = "ussd_session"
@@ -192,7 +192,7 @@ class OutboundSms(Model):
     transport = fields.CharField(max_length=16, default="")
     provider_id = fields.CharField(max_length=128, null=True, db_index=True)
     last_error = fields.CharField(max_length=300, default="")
-    created_at = fields.DatetimeField()
+    created_at = fields.DatetimeField(db_index=True)  # retention purges by it
     sent_at = fields.DatetimeField(null=True)
     delivered_at = fields.DatetimeField(null=True)
 
@@ -210,7 +210,7 @@ class InboundSms(Model):
     phone_key = fields.CharField(max_length=64)
     text_digest = fields.CharField(max_length=64)
     keyword = fields.CharField(max_length=16, default="")
-    received_at = fields.DatetimeField()
+    received_at = fields.DatetimeField(db_index=True)  # retention purges by it
 
     class Meta:
         table = "inbound_sms"
@@ -228,3 +228,33 @@ class PhonePreference(Model):
 
     class Meta:
         table = "phone_preference"
+
+
+class InboundFingerprint(Model):
+    """The last time a phone's text (normalised) opened an answer: the duplicate window.
+
+    One row per phone and text. A message claims it with one atomic upsert that succeeds
+    only when the row is new or older than the window, so concurrent copies of one text
+    (distinct provider ids, or none) get exactly one answer on every database.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    phone_key = fields.CharField(max_length=64)
+    text_digest = fields.CharField(max_length=64)
+    seen_at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "inbound_fingerprint"
+        unique_together = (("phone_key", "text_digest"),)
+
+
+class Lease(Model):
+    """A named job only one process may run at a time (the purger, the dispatcher),
+    held until ``expires_at`` and renewed by its holder."""
+
+    name = fields.CharField(max_length=40, primary_key=True)
+    holder = fields.CharField(max_length=80)
+    expires_at = fields.DatetimeField()
+
+    class Meta:
+        table = "lease"

@@ -1,0 +1,47 @@
+from tortoise import migrations
+from tortoise.migrations import operations as ops
+from tortoise import fields
+
+class Migration(migrations.Migration):
+    dependencies = [('models', '0002_sms_outbox')]
+
+    initial = False
+
+    operations = [
+        ops.CreateModel(
+            name='InboundFingerprint',
+            fields=[
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('phone_key', fields.CharField(max_length=64)),
+                ('text_digest', fields.CharField(max_length=64)),
+                ('seen_at', fields.DatetimeField(db_index=True, auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'inbound_fingerprint', 'app': 'models', 'unique_together': (('phone_key', 'text_digest'),), 'pk_attr': 'id', 'table_description': "The last time a phone's text (normalised) opened an answer: the duplicate window."},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='Lease',
+            fields=[
+                ('name', fields.CharField(primary_key=True, unique=True, db_index=True, max_length=40)),
+                ('holder', fields.CharField(max_length=80)),
+                ('expires_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'lease', 'app': 'models', 'pk_attr': 'name', 'table_description': 'A named job only one process may run at a time (the purger, the dispatcher),'},
+            bases=['Model'],
+        ),
+        ops.AlterField(
+            model_name='InboundSms',
+            name='received_at',
+            field=fields.DatetimeField(db_index=True, auto_now=False, auto_now_add=False),
+        ),
+        ops.AlterField(
+            model_name='OutboundSms',
+            name='created_at',
+            field=fields.DatetimeField(db_index=True, auto_now=False, auto_now_add=False),
+        ),
+        ops.AlterField(
+            model_name='UssdSession',
+            name='updated_at',
+            field=fields.DatetimeField(db_index=True, auto_now=False, auto_now_add=False),
+        ),
+    ]
