@@ -140,11 +140,12 @@ class UssdSession(Model):
     last_reply = fields.TextField(default="")
     ended = fields.BooleanField(default=False)
     created_at = fields.DatetimeField()
-    updated_at = fields.DatetimeField(db_index=True)  # retention purges by it
+    updated_at = fields.DatetimeField()
 
     class Meta:
         table = "ussd_session"
         unique_together = (("channel", "external_id"),)
+        indexes = (("updated_at",),)  # retention purges by it
 
 
 class SmsKind(str, enum.Enum):
@@ -192,13 +193,13 @@ class OutboundSms(Model):
     transport = fields.CharField(max_length=16, default="")
     provider_id = fields.CharField(max_length=128, null=True, db_index=True)
     last_error = fields.CharField(max_length=300, default="")
-    created_at = fields.DatetimeField(db_index=True)  # retention purges by it
+    created_at = fields.DatetimeField()
     sent_at = fields.DatetimeField(null=True)
     delivered_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "outbound_sms"
-        indexes = (("status", "next_attempt_at"),)
+        indexes = (("status", "next_attempt_at"), ("created_at",))  # the second for retention
 
 
 class InboundSms(Model):
@@ -210,12 +211,12 @@ class InboundSms(Model):
     phone_key = fields.CharField(max_length=64)
     text_digest = fields.CharField(max_length=64)
     keyword = fields.CharField(max_length=16, default="")
-    received_at = fields.DatetimeField(db_index=True)  # retention purges by it
+    received_at = fields.DatetimeField()
 
     class Meta:
         table = "inbound_sms"
         unique_together = (("transport", "provider_id"),)
-        indexes = (("phone_key", "text_digest", "received_at"),)
+        indexes = (("phone_key", "text_digest", "received_at"), ("received_at",))  # the second for retention
 
 
 class PhonePreference(Model):

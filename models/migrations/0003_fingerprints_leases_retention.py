@@ -1,6 +1,7 @@
 from tortoise import migrations
 from tortoise.migrations import operations as ops
 from tortoise import fields
+from tortoise.indexes import Index
 
 class Migration(migrations.Migration):
     dependencies = [('models', '0002_sms_outbox')]
@@ -29,19 +30,16 @@ class Migration(migrations.Migration):
             options={'table': 'lease', 'app': 'models', 'pk_attr': 'name', 'table_description': 'A named job only one process may run at a time (the purger, the dispatcher),'},
             bases=['Model'],
         ),
-        ops.AlterField(
+        ops.AddIndex(
             model_name='InboundSms',
-            name='received_at',
-            field=fields.DatetimeField(db_index=True, auto_now=False, auto_now_add=False),
+            index=Index(fields=['received_at']),
         ),
-        ops.AlterField(
+        ops.AddIndex(
             model_name='OutboundSms',
-            name='created_at',
-            field=fields.DatetimeField(db_index=True, auto_now=False, auto_now_add=False),
+            index=Index(fields=['created_at']),
         ),
-        ops.AlterField(
+        ops.AddIndex(
             model_name='UssdSession',
-            name='updated_at',
-            field=fields.DatetimeField(db_index=True, auto_now=False, auto_now_add=False),
+            index=Index(fields=['updated_at']),
         ),
     ]
