@@ -49,7 +49,7 @@ def build_transport(settings: Settings, sink: SmsSink) -> SmsTransport:
     if name == "kannel":
         from gateway.providers.kannel import KannelTransport
 
-        return KannelTransport(settings.kannel, settings.sms.public_base_url)
+        return KannelTransport(settings.kannel, settings.sms.public_base_url, settings.security.webhook_token)
     if name == "http":
         from gateway.providers.http_aggregator import HttpAggregatorTransport
 
