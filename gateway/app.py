@@ -9,18 +9,19 @@ import itertools
 import os
 import time
 import uuid
-from typing import AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import structlog
 from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from gateway.logs import get_logger
+from gateway.logs import get_logger, safe_request_id
 from gateway.metrics import Metrics
 from gateway.outbox import utcnow
 from gateway.phones import normalize_msisdn
 from gateway.messages import BadRequest, UssdRequest
+from gateway.webhook_input import Refused, check_ids, form_params, json_object, offered_token
 from gateway.outbox import Dispatcher, Outbox
 from gateway.providers import build_transport, inbound_adapter, ussd_adapter
 from gateway.sms import SmsTransport
@@ -56,7 +57,9 @@ def _next_request_id() -> str:
 async def request_context(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
     """Bind a request id for every log line of this request; turn HTTP errors into JSON."""
     structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(request_id=request.headers.get("X-Request-Id") or _next_request_id())
+    # A caller's own id is kept only when short and plain (it is logged on every line).
+    request_id = safe_request_id(request.headers.get("X-Request-Id")) or _next_request_id()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -85,52 +88,66 @@ async def _answer_ussd(request: web.Request, parsed: UssdRequest) -> HopOutcome:
     return outcome
 
 
+def _refusal(request: web.Request, status: int, message: str, field: str | None = None) -> web.Response:
+    """A webhook call refused with a 4xx: logged (route and reason, never a value), answered in JSON."""
+    resource = request.match_info.route.resource
+    log.warning("webhook_refused", route=resource.canonical if resource else "-", status=status,
+                reason=message[:120], field=field)
+    body = {"error": message, "status": status}
+    if field:
+        body["field"] = field
+    return web.json_response(body, status=status)
+
+
 def _token_refused(request: web.Request) -> web.Response | None:
     """Provider webhooks carry the shared token when one is configured."""
     token = request.app[SETTINGS].security.webhook_token
     if not token:
         return None
-    offered = request.headers.get("X-Gateway-Token") or request.query.get("token") or ""
-    if hmac.compare_digest(offered.encode(), token.encode()):
+    offered = offered_token(request)
+    if hmac.compare_digest(offered, token.encode()):
         return None
-    return json_error(401, "missing or wrong webhook token")
+    return _refusal(request, 401, "missing or wrong webhook token" if offered else "webhook token missing", "token")
 
 
 async def ussd_webhook(request: web.Request) -> web.Response:
     adapter = ussd_adapter(request.match_info["contract"])
     if adapter is None:
-        return json_error(404, f"no USSD contract {request.match_info['contract']!r}")
+        return _refusal(request, 404, f"no USSD contract {request.match_info['contract'][:40]!r}")
     refused = _token_refused(request)
     if refused is not None:
         return refused
-    if adapter.USSD_BODY == "json":
-        try:
-            body = await request.json()
-        except ValueError:
-            return json_error(400, "body is not valid JSON")
-    else:
-        form = await request.post()
-        body = {k: v for k, v in form.items() if isinstance(v, str)}
     try:
+        if adapter.USSD_BODY == "json":
+            body = await json_object(request, _USSD_FIELD_CHARS)
+        else:
+            body = await form_params(request, _USSD_FIELD_CHARS)
         parsed = adapter.parse_ussd(body)
+    except Refused as exc:
+        return _refusal(request, exc.status, str(exc), exc.field)
     except BadRequest as exc:
-        return json_error(400, str(exc))
+        return _refusal(request, 400, str(exc))
     outcome = await _answer_ussd(request, parsed)
     content_type, text_body = adapter.render_ussd(outcome.reply)
     return web.Response(text=text_body, content_type=content_type)
 
 
-async def _sms_params(request: web.Request) -> dict | object:
-    """Query string, form or JSON body: providers use all three."""
-    if request.method == "POST":
-        if request.content_type == "application/json":
-            try:
-                return await request.json()
-            except ValueError:
-                raise web.HTTPBadRequest(reason="body is not valid JSON") from None
-        form = await request.post()
-        return {**request.query, **{k: v for k, v in form.items() if isinstance(v, str)}}
-    return dict(request.query)
+# A USSD field may be long on the wire: the hop refuses an oversized text within the
+# contract (END with an apology), so only the body limit bounds it here.
+_USSD_FIELD_CHARS = 1 << 20
+
+
+async def _sms_params(request: web.Request, adapter: Any) -> dict[str, Any]:
+    """Query string, form or JSON body: providers use all three. An adapter that reads the
+    query string's raw bytes itself (Kannel: the text's charset is a field beside it) does."""
+    limit = request.app[SETTINGS].sms.max_inbound_chars
+    if request.method == "POST" and request.content_type == "application/json":
+        if not getattr(adapter, "SMS_JSON", False):
+            raise Refused(415, "this webhook takes a form or query string, not JSON", "Content-Type")
+        return await json_object(request, limit)
+    from_raw = getattr(adapter, "params_from_raw_query", None)
+    query = from_raw(request.rel_url.raw_query_string) if from_raw else None
+    return await form_params(request, limit, query)
 
 
 async def _parse_sms_webhook(request: web.Request, what: str):
@@ -140,11 +157,15 @@ async def _parse_sms_webhook(request: web.Request, what: str):
         return None, refused
     adapter = inbound_adapter(request.match_info["transport"])
     if adapter is None:
-        return None, json_error(404, f"no SMS adapter {request.match_info['transport']!r}")
+        return None, _refusal(request, 404, f"no SMS adapter {request.match_info['transport'][:40]!r}")
     try:
-        return adapter, getattr(adapter, what)(await _sms_params(request))
+        parsed = getattr(adapter, what)(await _sms_params(request, adapter))
+        check_ids(parsed)
+    except Refused as exc:
+        return None, _refusal(request, exc.status, str(exc), exc.field)
     except BadRequest as exc:
-        return None, json_error(400, str(exc))
+        return None, _refusal(request, 400, str(exc))
+    return adapter, parsed
 
 
 async def sms_inbound(request: web.Request) -> web.Response:
@@ -194,9 +215,17 @@ async def metrics_view(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+# Kannel's get-url carries the whole text in the request line: the longest UCS-2 SMS (255
+# parts of 67) is 6 bytes a character once URL-encoded, about 100 KiB; aiohttp's default
+# (8,190) refuses a 2-part one. Longer lines are answered 400 by aiohttp's parser itself,
+# before the app (not in JSON).
+MAX_REQUEST_LINE = 128 * 1024
+PROTOCOL_LIMITS = {"max_line_size": MAX_REQUEST_LINE, "max_field_size": MAX_REQUEST_LINE}
+
+
 def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] | None = None) -> web.Application:
     """The gateway. ``clock`` (aware UTC datetimes) is for tests that move time."""
-    app = web.Application(middlewares=[request_context])
+    app = web.Application(middlewares=[request_context], handler_args=PROTOCOL_LIMITS)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
 
@@ -222,12 +251,19 @@ def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] | None = 
             if settings.sms.run_dispatcher:
                 dispatcher = Dispatcher(settings, transport, sql, clock or utcnow, wakeup=outbox.wakeup, metrics=app[METRICS])
                 dispatcher_task = asyncio.create_task(dispatcher.run(stop), name="sms-dispatcher")
+            purger_task = None
+            if settings.retention.run_purger:
+                from models.retention import Purger
+
+                purger_task = asyncio.create_task(Purger(settings, sql, clock or utcnow).run(stop), name="purger")
             try:
                 yield
             finally:
                 stop.set()
                 if dispatcher_task is not None:
                     await dispatcher_task
+                if purger_task is not None:
+                    await purger_task
                 await transport.close()
                 await sql.close()
 

@@ -34,7 +34,8 @@ from gateway.metrics import Metrics
 from gateway.phones import mask, phone_key
 from gateway.settings import Settings, parse_clock
 from gateway.sms import DeliveryReport, DeliveryState, OutgoingSms, SendOutcome, SendResult, SmsTransport
-from gateway.sms_text import Encoding, Policy, prepare
+from gateway.sms_text import Encoding, Policy, fit_parts, prepare
+from menus.texts import T, text as catalogue
 from models.entities import OutboundSms, PhonePreference, SmsKind, SmsStatus
 from models.fastsql import SqlRunner
 
@@ -95,15 +96,22 @@ class Outbox:
         urgent: bool = False,
         ttl_seconds: int | None = None,
         using_db: BaseDBAsyncClient | None = None,
+        lang: str | None = None,
     ) -> OutboundSms | None:
-        """Write one message; None if the phone opted out of this kind of message."""
+        """Write one message; None if the phone opted out of this kind of message.
+
+        A text longer than ``sms.max_parts`` parts is cut, and says so in ``lang``.
+        """
         now = self._clock()
         if not kind.essential:
             key = phone_key(to, self._settings.security.secret_key)
             if await PhonePreference.filter(phone_key=key, notifications_off=True).using_db(using_db).exists():
                 log.info("sms_suppressed_opt_out", to=mask(to), kind=kind.value)
                 return None
-        prepared = prepare(text, self._policy)
+        max_parts = self._settings.sms.max_parts
+        # Work bounded before any measuring: nothing past the kept parts is ever sent.
+        prepared = prepare(text[: max_parts * 160 * 3 + 160], self._policy)  # NFD may shrink by 3
+        prepared = fit_parts(prepared, max_parts, catalogue(lang or "vi", T.SMS_CUT))
         due = now if urgent or kind.essential else self.after_quiet_hours(now)
         ttl = dt.timedelta(seconds=ttl_seconds or self._settings.sms.message_ttl_seconds)
         row = await OutboundSms.create(
@@ -161,7 +169,8 @@ _CLAIM_DUE = (
 # must not undo what the one that took over did.
 _MARK_SENT = (
     "UPDATE outbound_sms SET status=CASE WHEN status='sending' THEN 'sent' ELSE status END,"
-    " sent_at=?, provider_id=?, transport=?, attempts=attempts+1, claimed_by=NULL, claimed_until=NULL"
+    " sent_at=?, provider_id=?, transport=?, attempts=attempts+1, claimed_by=NULL, claimed_until=NULL,"
+    " text=CASE WHEN kind='otp' THEN '' ELSE text END"  # an OTP's code never rests in the outbox once sent
     " WHERE id=? AND claimed_by=?"
 )
 _MARK_RETRY = (
@@ -170,7 +179,8 @@ _MARK_RETRY = (
 )
 _MARK_FINAL = (
     "UPDATE outbound_sms SET status=?, attempts=attempts+?, last_error=?, transport=?,"
-    " claimed_by=NULL, claimed_until=NULL WHERE id=? AND status='sending' AND claimed_by=?"
+    " claimed_by=NULL, claimed_until=NULL, text=CASE WHEN kind='otp' THEN '' ELSE text END"
+    " WHERE id=? AND status='sending' AND claimed_by=?"
 )
 # A send that takes longer than this is abandoned by its transport (they time out at 10 s).
 _SLOW_SEND_SECONDS = 15

@@ -15,14 +15,23 @@ from phonenumbers import PhoneNumberType
 _MOBILE_TYPES = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
 
 
-@functools.lru_cache(maxsize=4096)  # parsing costs ~50 us; a worker sees the same callers hop after hop
+# The longest spelling worth parsing ("+84 (0) 987 542 228" and the like). Anything longer
+# is refused before the cache, so a caller cannot fill it with huge keys.
+MAX_RAW_LENGTH = 32
+
+
 def normalize_msisdn(raw: str | None) -> str | None:
     """E.164 (``+84987542228``) for a valid Vietnamese mobile number, else None.
 
     Accepts ``0987542228``, ``84987542228``, ``+84 987 542 228``, ``0987.542.228``.
     """
-    if not raw:
+    if not raw or not isinstance(raw, str) or len(raw) > MAX_RAW_LENGTH:
         return None
+    return _normalize(raw)
+
+
+@functools.lru_cache(maxsize=4096)  # parsing costs ~50 us; a worker sees the same callers hop after hop
+def _normalize(raw: str) -> str | None:
     text = raw.strip()
     digits = "".join(ch for ch in text if ch.isdigit())
     # Aggregators often send 84XXXXXXXXX without the plus sign.

@@ -98,11 +98,14 @@ class SessionStore:
         else:
             await self._sql.fetch("UPDATE ussd_session SET ended=?, updated_at=? WHERE id=?", (True, now, session_id))
 
-    async def latest_open(self, phone_key: str, since: dt.datetime) -> SessionRecord | None:
-        """This phone's most recent unfinished session active since ``since``."""
+    async def latest_open(
+        self, phone_key: str, since: dt.datetime, exclude: tuple[str, str]
+    ) -> SessionRecord | None:
+        """This phone's most recent unfinished session active since ``since``, other than
+        ``exclude`` (channel, external id)."""
         rows = await self._sql.fetch(
             f"SELECT {_COLUMNS} FROM ussd_session WHERE phone_key=? AND ended=? AND updated_at>=?"
-            " ORDER BY updated_at DESC LIMIT 1",
-            (phone_key, False, since),
+            " AND NOT (channel=? AND external_id=?) ORDER BY updated_at DESC LIMIT 1",
+            (phone_key, False, since, *exclude),
         )
         return _record(rows[0]) if rows else None

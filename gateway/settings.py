@@ -95,8 +95,8 @@ class SmsSettings:
     inbound_duplicate_seconds: int = 120
     # Every SMS the gateway writes is cut to this many parts, saying so in the text.
     max_parts: int = 3
-    # A longer incoming text is refused (413): nobody types more on a phone.
-    max_inbound_chars: int = 1600
+    # A longer incoming text is refused (400): no SMS is longer (255 parts of 153).
+    max_inbound_chars: int = 40000
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,12 @@
 """Incoming SMS and delivery reports, whichever transport they came through.
 
-An incoming text is checked for a duplicate (the provider's id, or the same text from the
-same phone within ``inbound_duplicate_seconds``), answered by the keyword router, and its
-record, any opt-out/opt-in and the reply are written in one transaction; the reply goes
-out through the outbox like every SMS.
+An incoming text is answered by the keyword router, and its record, any opt-out/opt-in
+and the reply are written in one transaction; the reply goes out through the outbox like
+every SMS. Duplicates are settled by the database inside that transaction, so concurrent
+copies of one text (a provider delivering it several times at once, to several workers)
+get exactly one answer: the provider's id is a unique key, and the same text from the same
+phone claims its fingerprint row with one atomic upsert that only succeeds outside
+``inbound_duplicate_seconds``.
 """
 
 from __future__ import annotations
@@ -25,9 +28,19 @@ from gateway.sms import DeliveryReport, IncomingSms, SmsSink
 from menus import sms as keywords
 from menus.engine import HopContext
 from menus.views import Directory
+from models.inbound import claim_fingerprint
 from models.entities import InboundSms, OutboundSms, PhonePreference, SmsKind, SmsStatus
 
 log = get_logger("gateway.sms")
+
+
+class _Duplicate(Exception):
+    """Raised inside the transaction to roll it back: another copy already got its answer."""
+
+
+def text_digest(text: str) -> str:
+    """What makes two texts "the same": case and runs of white space do not count."""
+    return hashlib.sha256(" ".join(text.split()).lower().encode()).hexdigest()
 
 
 class SmsService:
@@ -44,15 +57,14 @@ class SmsService:
         started = time.perf_counter()
         now = self._clock()
         key = phone_key(message.sender, self._settings.security.secret_key)
-        digest = hashlib.sha256(" ".join(message.text.split()).lower().encode()).hexdigest()
-        if await InboundSms.filter(phone_key=key, text_digest=digest, received_at__gte=now - self._window).exists():
-            self._log(message, "duplicate", started)
-            return False
+        digest = text_digest(message.text)
         agency = await self._directory.agency_for_sms_number(message.receiver)
         ctx = HopContext(directory=self._directory, phone=message.sender, agency=agency, now=now, tz=self._tz)
         answer = await keywords.answer(ctx, message.text)
         try:
             async with in_transaction() as connection:
+                if not await claim_fingerprint(connection, key, digest, now, self._window):
+                    raise _Duplicate
                 await InboundSms.create(
                     transport=message.transport,
                     provider_id=message.provider_id,
@@ -66,9 +78,13 @@ class SmsService:
                     await self._set_notifications(
                         message.sender, key, answer.effect is keywords.Effect.OPT_IN, now, connection
                     )
-                await self._outbox.enqueue(message.sender, answer.reply, SmsKind.REPLY, using_db=connection)
-        except IntegrityError:
-            self._log(message, "duplicate", started)  # the provider's id was seen before
+                await self._outbox.enqueue(
+                    message.sender, answer.reply, SmsKind.REPLY, using_db=connection, lang=answer.lang
+                )
+        except (IntegrityError, _Duplicate):
+            # The provider's id was seen before, or the same text within the window: the
+            # transaction rolled back and nothing of this copy was written.
+            self._log(message, "duplicate", started)
             return False
         self._outbox.wakeup.set()
         self._log(message, answer.command.value, started)

@@ -191,3 +191,24 @@ def prepare(text: str, policy: Policy = Policy.UNACCENT) -> SmsText:
         return as_written
     stripped = SmsText.of(unaccent(text), Encoding.GSM7)
     return as_written if as_written.parts <= stripped.parts else stripped
+
+
+def fit_parts(message: SmsText, max_parts: int, marker: str) -> SmsText:
+    """*message* cut to at most *max_parts* parts, ending in *marker* when it was cut.
+
+    The cut falls on a word boundary where one is near (within a fifth of the kept text),
+    so a reply never ends mid-word. *marker* must be representable in the message's
+    encoding (the catalogue's markers are ASCII).
+    """
+    if message.parts <= max_parts:
+        return message
+    kept = "".join(split_parts(message.text, message.encoding)[:max_parts])
+    while kept:
+        candidate = kept.rstrip() + marker
+        if count_parts(candidate, message.encoding) <= max_parts:
+            break
+        kept = kept[:-max(len(marker) // 2, 1)]
+    space = kept.rstrip().rfind(" ")
+    if space > len(kept) * 4 // 5:
+        kept = kept[:space]
+    return SmsText.of(kept.rstrip() + marker, message.encoding)

@@ -73,6 +73,9 @@ class UssdService:
 
     async def handle(self, request: UssdRequest) -> HopOutcome:
         now = self._clock()
+        if self._oversized(request):
+            # Refused before any read or write: the session, if any, is left as it was.
+            return self._refusal(None, 0)
         retry_key = request.cumulative if request.cumulative is not None else request.hop_id
         key = phone_key(request.msisdn, self._settings.security.secret_key)
         row = await self._sessions.get(request.channel, request.session_id)
@@ -83,7 +86,11 @@ class UssdService:
                 # The provider reused a session id for another dialogue (another phone, or a
                 # fresh dial): nothing of the old one may leak into it.
                 recycled, row = row, None
-        if row is not None and retry_key is not None and row.last_request == retry_key and not self._expired(row, now):
+        if row is not None and not self._expired(row, now) and (
+            (retry_key is not None and row.last_request == retry_key) or _is_older_hop(row, request)
+        ):
+            # A copy of the last hop, or a late copy of an earlier one (its cumulative text is
+            # a prefix of what the session has seen): the stored answer, and nothing moves.
             return HopOutcome(UssdReply(row.last_reply, row.ended), _screen_of(row.state), row.hops, retry=True)
         if row is not None and (row.ended or self._expired(row, now)):
             lang = row.state.get("lang", self._settings.ussd.default_language)
@@ -102,13 +109,18 @@ class UssdService:
             renderer=self._renderer,
         )
         if row is None:
-            reply, state = await self._open(ctx, request, shortcut, key, now)
+            inputs = self._opening_inputs(request, shortcut)
+            if len(inputs) > self._settings.ussd.max_inputs_per_hop:
+                return self._refusal(None, 0)
+            reply, state = await self._open(ctx, request, inputs, key, now)
         else:
             state = MenuState.from_json(row.state)
             if request.cumulative is not None:
                 inputs = newest_inputs(row.last_request, request.cumulative)
             else:
                 inputs = [request.latest or ""]
+            if len(inputs) > self._settings.ussd.max_inputs_per_hop:
+                return self._refusal(state.lang, row.hops)
             reply, state = await step(ctx, state, inputs or [""])
 
         stored = UssdReply(reply.text, reply.end)
@@ -134,9 +146,19 @@ class UssdService:
     def _expired(self, row: SessionRecord, now: dt.datetime) -> bool:
         return now - row.updated_at > self._ttl
 
-    async def _open(
-        self, ctx: HopContext, request: UssdRequest, shortcut: tuple[str, ...], key: str, now: dt.datetime
-    ) -> tuple[Reply, MenuState]:
+    def _oversized(self, request: UssdRequest) -> bool:
+        """More than one hop's worth of work: a huge text or dial string."""
+        limit = self._settings.ussd.max_request_chars
+        typed = request.cumulative if request.cumulative is not None else request.latest or ""
+        return len(typed) > limit or len(request.service_code) > MAX_SERVICE_CODE or len(request.hop_id or "") > 128
+
+    def _refusal(self, lang: str | None, hop: int) -> HopOutcome:
+        lang = lang or self._settings.ussd.default_language
+        return HopOutcome(UssdReply(text(lang, T.SORRY_TOO_LONG), True), "refused", hop)
+
+    @staticmethod
+    def _opening_inputs(request: UssdRequest, shortcut: tuple[str, ...]) -> list[str]:
+        """The inputs of a session's first hop: the dial string's, then any typed ones."""
         inputs = list(shortcut)
         if request.cumulative:
             typed = request.cumulative.split("*")
@@ -146,9 +168,14 @@ class UssdService:
             inputs += typed
         elif request.latest and not request.new:
             inputs.append(request.latest)
+        return inputs
+
+    async def _open(
+        self, ctx: HopContext, request: UssdRequest, inputs: list[str], key: str, now: dt.datetime
+    ) -> tuple[Reply, MenuState]:
         lang = self._settings.ussd.default_language
         if not inputs:
-            dropped = await self._dropped_dialogue(key, now)
+            dropped = await self._dropped_dialogue(key, now, request)
             if dropped is not None:
                 return await render(ctx, resume_state(lang, dropped))
             return await render(ctx, start_state(lang))
@@ -156,11 +183,16 @@ class UssdService:
         _, state = await render(ctx, start_state(lang))
         return await step(ctx, state, inputs)
 
-    async def _dropped_dialogue(self, key: str, now: dt.datetime) -> MenuState | None:
-        """The state of this phone's last dialogue if it was cut off mid-journey recently."""
+    async def _dropped_dialogue(self, key: str, now: dt.datetime, request: UssdRequest) -> MenuState | None:
+        """The state of this phone's last dialogue if it was cut off mid-journey recently.
+
+        Never this very session: a copy of its first hop that raced in may have stored it.
+        """
         if self._resume_window.total_seconds() <= 0:
             return None
-        last = await self._sessions.latest_open(key, now - self._resume_window)
+        last = await self._sessions.latest_open(
+            key, now - self._resume_window, exclude=(request.channel, request.session_id)
+        )
         if last is None:
             return None
         await self._sessions.end(last.id)  # offered once, then superseded
@@ -168,6 +200,19 @@ class UssdService:
         if not state.stack or len(state.stack) < 2 or state.settled or state.frame.screen is Screen.RESUME:
             return None
         return state
+
+
+# Dial strings are short ("*384*1*2610300002#"); one longer than this is not a dial.
+MAX_SERVICE_CODE = 64
+
+
+def _is_older_hop(row: SessionRecord, request: UssdRequest) -> bool:
+    """A cumulative text that stops short of what the session already saw, at an input
+    boundary (``4`` after ``4*9``; the empty dial after any input): a late copy."""
+    cumulative = request.cumulative
+    if cumulative is None or row.hops < 2:
+        return False
+    return cumulative == "" or row.last_request.startswith(cumulative + "*")
 
 
 def _screen_of(state: dict) -> str:

@@ -192,7 +192,7 @@ async def render(ctx: HopContext, state: MenuState, notice: Notice | None = None
     notice_text = None
     if notice:
         # Echoed input (a mistyped code) is shortened so the re-prompt always fits.
-        values = {k: _clip(v) if isinstance(v, str) else v for k, v in notice.values.items()}
+        values = {k: clip_echo(v) if isinstance(v, str) else v for k, v in notice.values.items()}
         notice_text = text(state.lang, notice.key, **values)
     assert ctx.renderer is not None
     pages: list[Page[Target]] = ctx.renderer.pages(shown, state.lang, notice_text)
@@ -208,7 +208,8 @@ async def render(ctx: HopContext, state: MenuState, notice: Notice | None = None
     return Reply(page.text, shown.end), replace(state, stack=stack, choices=choices, settled=settled)
 
 
-def _clip(value: str, limit: int = 40) -> str:
+def clip_echo(value: str, limit: int = 40) -> str:
+    """Typed input echoed back (a re-prompt, an SMS answer) is shortened: it is unbounded."""
     return value if len(value) <= limit else value[: limit - 2] + ".."
 
 

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from gateway.sms_text import unaccent
-from menus.engine import HopContext
+from menus.engine import HopContext, clip_echo
 from menus.texts import T, text
 from menus.ussd import procedure_text, status_sentences
 from menus.views import ProcedureView
@@ -147,5 +147,5 @@ async def _procedure(ctx: HopContext, lang: str, argument: str) -> str:
         if score > best_score:
             best, best_score = procedure, score
     if best is None:
-        return text(lang, T.SMS_PROCEDURE_NOT_FOUND, query=argument.lower())
+        return text(lang, T.SMS_PROCEDURE_NOT_FOUND, query=clip_echo(argument.lower()))
     return procedure_text(lang, best)

@@ -35,9 +35,16 @@ def normalize(raw: str) -> str:
     return "".join(raw.split()).upper()
 
 
+# The column's width: no longer text is a code, and none is worth normalising.
+MAX_LENGTH = 64
+
+
 def parse(raw: str) -> DossierCode | None:
     """A full dossier code, or None when the text is not one."""
-    match = _CODE_RE.match(normalize(raw))
+    if len(raw) > 4 * MAX_LENGTH:  # spaces are forgiven, not unbounded work
+        return None
+    code = normalize(raw)
+    match = _CODE_RE.match(code) if len(code) <= MAX_LENGTH else None
     if not match:
         return None
     return DossierCode(match["agency"], match["date"], match["seq"])
@@ -45,5 +52,7 @@ def parse(raw: str) -> DossierCode | None:
 
 def parse_tail(raw: str) -> str | None:
     """The digits-only tail (10 to 16 digits), or None."""
+    if len(raw) > 4 * MAX_LENGTH:
+        return None
     text = normalize(raw)
     return text if _TAIL_RE.match(text) else None

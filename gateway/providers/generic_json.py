@@ -74,6 +74,8 @@ DLR_STATES = {
 
 # Answer inbound webhooks with an empty body? (answered with a JSON status)
 INBOUND_ACK_EMPTY = False
+# SMS webhooks come as a JSON object (a form or query string is read too).
+SMS_JSON = True
 
 def parse_inbound(payload: Any) -> IncomingSms:
     if not isinstance(payload, dict):

@@ -31,6 +31,8 @@ class T(enum.Enum):
     GOODBYE = enum.auto()
     SORRY_ERROR = enum.auto()
     SESSION_EXPIRED = enum.auto()
+    SORRY_TOO_LONG = enum.auto()
+    SMS_CUT = enum.auto()
     RESUME_TITLE = enum.auto()
     RESUME_CONTINUE = enum.auto()
     RESUME_RESTART = enum.auto()

@@ -19,6 +19,8 @@ TEXTS = {
     T.GOODBYE: "Thank you for using public services.",
     T.SORRY_ERROR: "Sorry, the service has a problem. Please dial again in a few minutes.",
     T.SESSION_EXPIRED: "Your session has expired. Please dial again.",
+    T.SORRY_TOO_LONG: "Sorry, that request was too long or had too many steps at once. Please dial again.",
+    T.SMS_CUT: " (message shortened)",
     T.RESUME_TITLE: "You stopped half way.",
     T.RESUME_CONTINUE: "Continue",
     T.RESUME_RESTART: "Start over",

@@ -19,6 +19,8 @@ TEXTS = {
     T.GOODBYE: "Cam on ban da dung dich vu cong.",
     T.SORRY_ERROR: "Xin loi, he thong dang gap su co. Vui long quay so lai sau it phut.",
     T.SESSION_EXPIRED: "Phien lam viec da het han. Vui long quay so lai.",
+    T.SORRY_TOO_LONG: "Xin loi, yeu cau qua dai hoac qua nhieu buoc mot luc. Vui long quay so lai.",
+    T.SMS_CUT: " (tin da cat bot)",
     T.RESUME_TITLE: "Ban dang dung giua chung.",
     T.RESUME_CONTINUE: "Tiep tuc",
     T.RESUME_RESTART: "Bat dau lai",
