@@ -32,10 +32,22 @@ system-deps:
 	bash .ci/system-deps.sh
 
 test-sqlite: install
-	$(PY) -m pytest -q
+	GATEWAY_TEST_DATABASE_URL= GATEWAY_TEST_EXPECT_DATABASE=sqlite $(PY) -m pytest -q
 
+## Fails (and runs nothing) when the server did not start or gave no URL: the suite must
+## not quietly fall back to SQLite. The suite also checks GATEWAY_TEST_EXPECT_DATABASE.
+POSTGRES_CI ?= bash .ci/postgres.sh
 test-postgres: install
-	eval "$$(bash .ci/postgres.sh start)" && $(PY) -m pytest -q; status=$$?; bash .ci/postgres.sh stop; exit $$status
+	exports="$$($(POSTGRES_CI) start)" || { echo "test-postgres: PostgreSQL did not start" >&2; \
+	    $(POSTGRES_CI) stop; exit 1; }; \
+	unset GATEWAY_TEST_DATABASE_URL; eval "$$exports"; \
+	case "$${GATEWAY_TEST_DATABASE_URL:-}" in \
+	  postgres://*|postgresql://*) ;; \
+	  *) echo "test-postgres: no PostgreSQL URL from $(POSTGRES_CI) start (got '$${GATEWAY_TEST_DATABASE_URL:-}')" >&2; \
+	     $(POSTGRES_CI) stop; exit 1 ;; \
+	esac; \
+	export GATEWAY_TEST_DATABASE_URL GATEWAY_TEST_EXPECT_DATABASE=postgres; \
+	$(PY) -m pytest -q; status=$$?; $(POSTGRES_CI) stop; exit $$status
 
 ## Benchmarks (ratios against a baseline measured in the same run).
 bench: install

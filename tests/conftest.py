@@ -15,6 +15,47 @@ from gateway.settings import Settings, from_mapping
 from models.seed import seed
 
 PG_URL = os.environ.get("GATEWAY_TEST_DATABASE_URL", "")
+# Which database the run must be on ("sqlite" or "postgres"): set by `make test-sqlite` and
+# `make test-postgres`, so that a PostgreSQL run that lost its URL cannot pass as SQLite.
+EXPECT_DATABASE = os.environ.get("GATEWAY_TEST_EXPECT_DATABASE", "").strip().lower()
+
+
+def selected_database(url: str = PG_URL) -> str:
+    """The database the fixtures below use for ``GATEWAY_TEST_DATABASE_URL`` = ``url``."""
+    if not url:
+        return "sqlite"
+    scheme = url.partition("://")[0].lower()
+    return "postgres" if scheme in ("postgres", "postgresql", "asyncpg", "psycopg") else scheme
+
+
+def _url_without_credentials(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    return scheme + sep + rest.rpartition("@")[2] if sep else url
+
+
+def _database_line() -> str:
+    where = (f"{_url_without_credentials(PG_URL)} (GATEWAY_TEST_DATABASE_URL)" if PG_URL
+             else "a file per test in its tmp_path (GATEWAY_TEST_DATABASE_URL unset)")
+    expected = f", expected: {EXPECT_DATABASE}" if EXPECT_DATABASE else ""
+    return f"database: {selected_database()} on {where}{expected}"
+
+
+def pytest_report_header(config) -> list[str]:
+    return [_database_line()]
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    terminalreporter.write_line(_database_line())  # also under -q, which hides the header
+
+
+def pytest_configure(config) -> None:
+    if EXPECT_DATABASE and EXPECT_DATABASE != selected_database():
+        hint = " (did the PostgreSQL server start? make test-postgres runs bash .ci/postgres.sh start)" \
+            if EXPECT_DATABASE == "postgres" else ""
+        raise pytest.UsageError(
+            f"GATEWAY_TEST_EXPECT_DATABASE={EXPECT_DATABASE} but the suite would run on "
+            f"{selected_database()} (GATEWAY_TEST_DATABASE_URL={_url_without_credentials(PG_URL) or 'unset'}){hint}"
+        )
 
 
 async def _fresh_postgres_schema(url: str) -> None:

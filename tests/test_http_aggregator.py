@@ -465,3 +465,120 @@ async def test_callbacks_parse_a_real_url_encoded_post(aiohttp_client):
         "/sms/dlr", data=DLR_FORM | {"status": "Rejected", "failureReason": "UserInBlackList"}
     )
     assert await response.json() == {"state": "failed", "reason": "UserInBlackList"}
+
+
+# --- Inside the real app --------------------------------------------------------------
+# gateway.app.create_app with sms.transport = "http" pointed at the stand-in aggregator:
+# the aggregator's callbacks are posted to /sms/http/* as it posts them, and the replies
+# they cause go out through the app's outbox and transport to the aggregator.
+
+
+async def eventually(check, timeout: float, what: str):
+    """Await ``check()`` until it returns something truthy; fail loudly when time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what} (last: {value!r})"
+        await asyncio.sleep(0.02)
+
+
+def sent_reply(message_id: str, number: str = "+84987542228") -> dict:
+    reply = copy.deepcopy(DOCS_SENT)
+    reply["SMSMessageData"]["Message"] = "Sent to 1/1 Total Cost: VND 250.0000"
+    reply["SMSMessageData"]["Recipients"][0].update(number=number, cost="VND 250.0000", messageId=message_id)
+    return reply
+
+
+@pytest.fixture
+async def http_app(make_client, settings, aggregator):
+    """The real app, SMS out through the stand-in aggregator."""
+    return await make_client(settings.replace(
+        sms={"transport": "http", "sender": "UBND XA"},
+        http_sms={"url": aggregator.url, "username": "xaphuongky", "api_key": API_KEY, "timeout_seconds": 5.0},
+    ))
+
+
+async def requests_to_aggregator(aggregator, count: int) -> list[dict]:
+    async def enough():
+        return len(aggregator.requests) >= count
+
+    await eventually(enough, 5, f"{count} send request(s) at the aggregator")
+    return [dict(r["form"]) for r in aggregator.requests]
+
+
+async def test_inbound_callback_gets_its_reply_through_the_aggregator_and_dlrs_settle_it(http_app, aggregator):
+    from models.entities import Dossier, DossierStatus, InboundSms, OutboundSms, SmsKind, SmsStatus
+    from models.seed import DEMO_PHONE
+
+    client = http_app
+    dossier = await Dossier.filter(code__startswith="000.32.22.H23-", status=DossierStatus.READY,
+                                   applicant_phone=DEMO_PHONE).first()
+    assert dossier is not None
+    aggregator.answer(sent_reply("ATPid_7d1b8e0f5c"))
+    inbound = DOCS_INBOUND | {"text": f"Tra cứu hồ sơ {dossier.code}", "id": "15072",
+                              "linkId": "c2f1c5a4-1b1e-4e55-9f0e-0d9a1f2b3c4d"}
+
+    response = await client.post("/sms/http/inbound", data=inbound)  # a form post, as the aggregator sends
+    assert response.status == 200, await response.text()
+    assert await response.json() == {"status": "accepted"}
+
+    [form] = await requests_to_aggregator(aggregator, 1)
+    assert aggregator.requests[0]["headers"]["apiKey"] == API_KEY
+    assert (form["username"], form["to"], form["from"]) == ("xaphuongky", "+84987542228", "UBND XA")
+    assert form["message"].startswith(f"Ho so {dossier.code}:"), form["message"]
+    assert f"Nguoi nop: {dossier.applicant_name}." in form["message"]
+
+    [record] = await InboundSms.all()
+    assert (record.transport, record.provider_id, record.keyword) == ("http", "15072", "status")
+
+    async def reply_sent():
+        row = await OutboundSms.get_or_none(kind=SmsKind.REPLY)
+        return row if row is not None and row.status is SmsStatus.SENT else None
+
+    reply = await eventually(reply_sent, 5, "the reply marked sent")
+    assert (reply.to_phone, reply.transport, reply.provider_id, reply.text) == (
+        DEMO_PHONE, "http", "ATPid_7d1b8e0f5c", form["message"])
+
+    # The aggregator's delivery reports for it, in the order it sends them.
+    for status, expected in [("Submitted", SmsStatus.SENT), ("Buffered", SmsStatus.SENT),
+                             ("Success", SmsStatus.DELIVERED)]:
+        response = await client.post("/sms/http/dlr", data=DLR_FORM | {"id": "ATPid_7d1b8e0f5c", "status": status})
+        assert response.status == 200 and await response.json() == {"status": "recorded"}
+        assert (await OutboundSms.get(id=reply.id)).status is expected, status
+
+    # The same callback again (the aggregator retries when our 200 was slow): no second reply.
+    response = await client.post("/sms/http/inbound", data=inbound)
+    assert await response.json() == {"status": "duplicate"}
+    assert await OutboundSms.filter(kind=SmsKind.REPLY).count() == 1 and await InboundSms.all().count() == 1
+
+
+async def test_help_keyword_and_a_failed_delivery_report_through_the_app(http_app, aggregator):
+    from models.entities import OutboundSms, SmsKind, SmsStatus
+
+    client = http_app
+    aggregator.answer(sent_reply("ATPid_2b9c44e1aa"))
+    response = await client.post("/sms/http/inbound", data=DOCS_INBOUND | {"text": "TG", "id": "15073"})
+    assert await response.json() == {"status": "accepted"}
+
+    [form] = await requests_to_aggregator(aggregator, 1)
+    assert form["message"].startswith("DVC UBND xa Phuong Ky: HS <ma ho so> tra cuu ho so"), form["message"]
+
+    async def reply_sent():
+        row = await OutboundSms.get_or_none(kind=SmsKind.REPLY)
+        return row if row is not None and row.status is SmsStatus.SENT else None
+
+    reply = await eventually(reply_sent, 5, "the reply marked sent")
+    assert reply.provider_id == "ATPid_2b9c44e1aa"
+
+    rejected = DLR_FORM | {"id": "ATPid_2b9c44e1aa", "status": "Rejected", "failureReason": "UserInBlackList"}
+    response = await client.post("/sms/http/dlr", data=rejected)
+    assert await response.json() == {"status": "recorded"}
+    row = await OutboundSms.get(id=reply.id)
+    assert (row.status, row.last_error) == (SmsStatus.FAILED, "UserInBlackList")
+
+    # A report the aggregator sends with an unknown status is refused, and changes nothing.
+    response = await client.post("/sms/http/dlr", data=DLR_FORM | {"id": "ATPid_2b9c44e1aa", "status": "Delivered"})
+    assert response.status == 400 and "error" in await response.json()
+    assert (await OutboundSms.get(id=reply.id)).status is SmsStatus.FAILED

@@ -88,12 +88,23 @@ async def test_demo_commune_has_what_the_issue_asks(client, clock):
     assert all(d.applicant_phone.startswith("+84") for d in dossiers)
 
 
+async def until_sent(row_id: int, timeout: float = 5.0) -> None:
+    """Wait for the app's dispatcher to mark an outbox row sent; fail loudly if it does not."""
+    import asyncio
+    import time
+
+    from models.entities import OutboundSms, SmsStatus
+
+    deadline = time.monotonic() + timeout
+    while (row := await OutboundSms.get(id=row_id)).status is not SmsStatus.SENT:
+        assert time.monotonic() < deadline, f"SMS {row_id} not sent after {timeout}s: {row.status} {row.last_error!r}"
+        await asyncio.sleep(0.05)
+
+
 async def test_no_phone_number_or_otp_in_any_log_line_of_a_real_flow(client, phone):
     """USSD hops, an SMS in, its reply, an OTP out: the rendered log holds none of them in clear."""
-    import asyncio
-
     from gateway.app import OUTBOX
-    from models.entities import OutboundSms, SmsKind, SmsStatus
+    from models.entities import SmsKind
 
     stream = io.StringIO()
     logs.configure("debug", "json", stream=stream)
@@ -103,10 +114,7 @@ async def test_no_phone_number_or_otp_in_any_log_line_of_a_real_flow(client, pho
         await caller.press("1", "2611230001")
         await client.post("/sms/json/inbound", json={"from": "0912345678", "to": "8088", "text": "HS 2611230001"})
         otp = await client.app[OUTBOX].enqueue("+84987542228", "Ma OTP cua ban la 482913", SmsKind.OTP, urgent=True)
-        for _ in range(100):
-            if (await OutboundSms.get(id=otp.id)).status is SmsStatus.SENT:
-                break
-            await asyncio.sleep(0.05)
+        await until_sent(otp.id)
     finally:
         logs.configure("info", "json")
     rendered = stream.getvalue()
@@ -116,16 +124,11 @@ async def test_no_phone_number_or_otp_in_any_log_line_of_a_real_flow(client, pho
 
 
 async def test_metrics_count_sms_sent_and_parts(client):
-    import asyncio
-
     from gateway.app import OUTBOX
-    from models.entities import OutboundSms, SmsKind, SmsStatus
+    from models.entities import SmsKind
 
     row = await client.app[OUTBOX].enqueue("+84987542228", "x" * 200, SmsKind.INFO, urgent=True)
-    for _ in range(100):
-        if (await OutboundSms.get(id=row.id)).status is SmsStatus.SENT:
-            break
-        await asyncio.sleep(0.05)
+    await until_sent(row.id)
     body = await (await client.get("/metrics")).text()
     assert 'gateway_sms_send_attempts_total{outcome="sent",transport="console"} 1.0' in body
     assert 'gateway_sms_parts_sent_total{transport="console"} 2.0' in body

@@ -38,9 +38,9 @@ async def test_phone_lists_the_sms_the_console_delivered_to_it(client):
     from models.entities import OutboundSms, SmsKind, SmsStatus
 
     row = await client.app[OUTBOX].enqueue("+84987542228", "Hồ sơ đã có kết quả", SmsKind.INFO, urgent=True)
-    for _ in range(100):
-        if (await OutboundSms.get(id=row.id)).status is SmsStatus.SENT:
-            break
+    deadline = asyncio.get_running_loop().time() + 5
+    while (await OutboundSms.get(id=row.id)).status is not SmsStatus.SENT:
+        assert asyncio.get_running_loop().time() < deadline, "the console transport did not send the SMS within 5 s"
         await asyncio.sleep(0.05)
     keys = iter(["0", "q"])
     out: list[str] = []

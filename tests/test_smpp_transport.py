@@ -164,14 +164,18 @@ async def test_submit_sm_resp_status_decides_the_outcome(smsc, make_transport, s
 
 async def test_throttled_part_stops_the_rest_of_the_message(smsc, make_transport):
     transport = await make_transport(smsc.port)
-    smsc.status_for = lambda submit: smpp34.ESME_RTHROTTLED if submit.udh()[2] == 2 else smpp34.ESME_ROK
+    smsc.status_for = lambda submit: (smpp34.ESME_RTHROTTLED if (submit.udh() or (0, 1, 1))[2] == 2
+                                      else smpp34.ESME_ROK)
 
     result = await transport.send(sms(LONG_VI, Encoding.UCS2))
 
     assert result.outcome is SendOutcome.THROTTLED
     assert "part 2 of 4" in result.error
-    await asyncio.sleep(0.1)
-    assert len(smsc.submits) == 2  # parts 3 and 4 never went out
+    # One session, in order: a message sent now reaches the SMSC after anything still queued,
+    # so once it is in, parts 3 and 4 would be too.
+    assert (await transport.send(sms("Sau", id=2))).outcome is SendOutcome.SENT
+    await smsc.wait_submits(3)
+    assert [s.udh() and s.udh()[1:] for s in smsc.submits] == [(4, 1), (4, 2), None]  # parts 3, 4 never went out
 
 
 async def test_window_caps_outstanding_submits_across_concurrent_sends(smsc, make_transport):
@@ -467,3 +471,129 @@ async def test_vendor_status_does_not_break_the_session():
     result = transport._result_of(response, transport._esme.vendor_statuses.pop(9))
     assert result.outcome is SendOutcome.RETRY and "0x00000401" in result.error
     assert smpp_module.SmppCommandStatus(header.command_status)  # still a valid library status
+
+
+# -- inside the real app ----------------------------------------------------------------
+# gateway.app.create_app with sms.transport = "smpp" bound to the real SMSC: the outbox's
+# dispatcher sends through it, receipts update the rows, MOs reach the keyword router.
+
+
+async def eventually(check, timeout: float, what: str):
+    """Await ``check()`` until it returns something truthy; fail loudly when time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what} (last: {value!r})"
+        await asyncio.sleep(0.02)
+
+
+def smpp_app_settings(settings, smsc_port: int, **sms):
+    return settings.replace(
+        sms={"transport": "smpp", **sms},
+        smpp={"host": "127.0.0.1", "port": smsc_port, "system_id": "gateway", "password": "secret",
+              "source_addr": "8088", "reconnect_seconds": 1},
+    )
+
+
+async def row_in(row_id: int, *statuses):
+    from models.entities import OutboundSms
+
+    row = await OutboundSms.get(id=row_id)
+    return row if row.status in statuses else None
+
+
+async def test_app_sends_the_outbox_through_smpp_and_receipts_settle_the_rows(smsc, make_client, settings):
+    from gateway.app import OUTBOX, TRANSPORT
+    from models.entities import OutboundSms, SmsKind, SmsStatus
+
+    client = await make_client(smpp_app_settings(settings, smsc.port, encoding_policy="unicode"))
+    assert client.app[TRANSPORT].name == "smpp" and client.app[TRANSPORT].bound
+    outbox = client.app[OUTBOX]
+
+    short = await outbox.enqueue(PHONE, SHORT_GSM, SmsKind.INFO, urgent=True)
+    [submit] = await smsc.wait_submits(1)
+    assert (submit.destination_addr, submit.source_addr, submit.data_coding) == ("84987542228", "8088", 0)
+    assert submit.text() == SHORT_GSM and submit.registered_delivery == 1
+    sent = await eventually(lambda: row_in(short.id, SmsStatus.SENT), 5, "the row marked sent")
+    assert (sent.transport, sent.provider_id, sent.attempts) == ("smpp", submit.message_id, 1)
+
+    assert await smsc.receipt(submit.message_id, "DELIVRD") == smpp34.ESME_ROK
+    delivered = await eventually(lambda: row_in(short.id, SmsStatus.DELIVERED), 5, "the receipt to mark it delivered")
+    assert delivered.delivered_at is not None
+
+    # Vietnamese with diacritics under the "unicode" policy: UCS-2, concatenated parts.
+    long = await OutboundSms.get(id=(await outbox.enqueue(PHONE, LONG_VI, SmsKind.INFO, urgent=True)).id)
+    assert long.encoding == "ucs2" and long.parts > 1
+    parts = (await smsc.wait_submits(1 + long.parts))[1:]
+    assert all(s.data_coding == 8 and s.destination_addr == "84987542228" for s in parts)
+    assert [s.udh()[1:] for s in parts] == [(long.parts, n) for n in range(1, long.parts + 1)]
+    assert concat_parts_text(parts) == long.text
+    sent = await eventually(lambda: row_in(long.id, SmsStatus.SENT), 5, "the long message marked sent")
+    assert sent.provider_id == parts[0].message_id  # the first part's id
+
+    await smsc.receipt(parts[0].message_id, "UNDELIV", err="011")
+    failed = await eventually(lambda: row_in(long.id, SmsStatus.FAILED), 5, "the failed receipt")
+    assert "UNDELIV" in failed.last_error and "011" in failed.last_error
+    assert (await OutboundSms.get(id=short.id)).status is SmsStatus.DELIVERED  # the other row untouched
+
+
+def messages_to(smsc, destination: str = "84987542228") -> list[list]:
+    """Complete messages the SMSC received for ``destination``: each a list of its parts."""
+    messages: list[list] = []
+    open_parts: dict[int, list] = {}
+    for submit in smsc.submits:
+        if submit.destination_addr != destination:
+            continue
+        udh = submit.udh()
+        if udh is None:
+            messages.append([submit])
+            continue
+        parts = open_parts.setdefault(udh[0], [])
+        parts.append(submit)
+        if len(parts) == udh[1]:
+            messages.append(sorted(open_parts.pop(udh[0]), key=lambda s: s.udh()[2]))
+    return messages
+
+
+async def reply_to(smsc, count: int, what: str) -> tuple[str, list]:
+    """The ``count``-th complete message to the citizen at the SMSC: (text, parts)."""
+    await smsc.wait_for(lambda: len(messages_to(smsc)) >= count, 5, what)
+    parts = messages_to(smsc)[count - 1]
+    return concat_parts_text(parts), parts
+
+
+async def test_mo_keywords_from_the_smsc_reach_the_router_and_the_reply_goes_back(smsc, make_client, settings):
+    from models.entities import Dossier, DossierStatus, InboundSms, OutboundSms, SmsKind, SmsStatus
+    from models.seed import DEMO_PHONE
+
+    await make_client(smpp_app_settings(settings, smsc.port))
+
+    # "TG" (help), GSM-7 from an international-format number.
+    assert await smsc.deliver(source="84987542228", destination="8088", text="TG") == smpp34.ESME_ROK
+    help_text, help_parts = await reply_to(smsc, 1, "the reply to TG")
+    assert all(s.source_addr == "8088" and s.data_coding == 0 for s in help_parts)
+    assert help_text.startswith("DVC UBND xa Phuong Ky: HS <ma ho so> tra cuu ho so"), help_text
+
+    # "Tra cứu hồ sơ <code>" typed with diacritics on a handset: UCS-2 (data_coding 8).
+    dossier = await Dossier.filter(code__startswith="000.32.22.H23-", status=DossierStatus.READY,
+                                   applicant_phone=DEMO_PHONE).first()
+    assert dossier is not None
+    text = f"Tra cứu hồ sơ {dossier.code}"
+    status = await smsc.deliver(source="0987542228", destination="8088", body=text.encode("utf-16-be"),
+                                data_coding=8, source_ton=2)
+    assert status == smpp34.ESME_ROK
+    status_text, status_parts = await reply_to(smsc, 2, "the reply to the UCS-2 lookup")
+    assert status_text.startswith(f"Ho so {dossier.code}:"), status_text
+    assert f"Nguoi nop: {dossier.applicant_name}." in status_text  # the applicant's own phone
+
+    inbound = await InboundSms.all().order_by("id")
+    assert [(m.transport, m.keyword) for m in inbound] == [("smpp", "help"), ("smpp", "status")]
+    replies = await eventually(
+        lambda: OutboundSms.filter(kind=SmsKind.REPLY, status=SmsStatus.SENT).order_by("id"), 5, "replies marked sent")
+    assert [(r.to_phone, r.transport, r.provider_id, r.parts) for r in replies] == [
+        (PHONE, "smpp", help_parts[0].message_id, len(help_parts)),
+        (PHONE, "smpp", status_parts[0].message_id, len(status_parts)),
+    ]
+    assert [r.text for r in replies] == [help_text, status_text]

@@ -71,13 +71,16 @@ async def send_text(client, text, sender="0987542228", to="8088", provider_id=No
 
 
 async def sent_to(client, msisdn, count=1, timeout=5.0):
-    """Wait for the console transport to deliver ``count`` messages to a phone."""
+    """Wait for the console transport to deliver ``count`` messages to a phone; fail if it
+    has not within ``timeout`` (a short list must not reach the caller's checks)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         response = await client.get("/sms/console/sent", params={"msisdn": msisdn})
         messages = (await response.json())["messages"]
-        if len(messages) >= count or asyncio.get_running_loop().time() > deadline:
+        if len(messages) >= count:
             return messages
+        assert asyncio.get_running_loop().time() < deadline, (
+            f"timed out after {timeout}s: {len(messages)} of {count} SMS delivered to {msisdn}: {messages}")
         await asyncio.sleep(0.05)
 
 
@@ -454,16 +457,34 @@ async def test_quiet_hours_hold_a_backlog_at_send_time(quiet_client, settings, c
     await sql.close()
 
 
-async def test_a_report_that_overtakes_the_sent_mark_still_finds_its_message(quiet_client, settings, clock):
+async def test_a_report_that_overtakes_the_sent_mark_still_finds_its_message(quiet_client, settings, clock, monkeypatch):
+    from gateway import outbox as outbox_module
     from gateway.outbox import record_report
     from gateway.sms import DeliveryReport, DeliveryState
 
     row = await Outbox(settings, clock).enqueue(DEMO_PHONE, "A", SmsKind.INFO, urgent=True)
     await OutboundSms.filter(id=row.id).update(status=SmsStatus.SENDING, transport="http")
+    # The report looks for its message, does not find it and waits: only then is the mark
+    # written (as the dispatcher's, a moment later). Seen through the pauses it takes.
+    pauses: list[float] = []
+
+    class Watched:
+        def __getattr__(self, name):
+            return getattr(asyncio, name)
+
+        async def sleep(self, delay, *args):
+            pauses.append(delay)
+            return await asyncio.sleep(delay, *args)
+
+    monkeypatch.setattr(outbox_module, "asyncio", Watched())
     report = asyncio.create_task(
         record_report(DeliveryReport(DeliveryState.DELIVERED, provider_id="ATXid_late"), "http", clock)
     )
-    await asyncio.sleep(0.15)  # the dispatcher writes its marks a moment later
+    deadline = asyncio.get_running_loop().time() + 5
+    while not any(pauses[1:]) and not report.done():  # the first look (after a 0 pause) found nothing
+        assert asyncio.get_running_loop().time() < deadline, f"the report never waited: {pauses}"
+        await asyncio.sleep(0.005)
+    assert not report.done(), "the report gave up (or matched) before the message was marked"
     await OutboundSms.filter(id=row.id).update(provider_id="ATXid_late", status=SmsStatus.SENT)
     assert await report is True
     assert (await OutboundSms.get(id=row.id)).status is SmsStatus.DELIVERED

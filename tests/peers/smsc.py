@@ -234,7 +234,7 @@ class SmscPeer:
 
     async def stop(self) -> None:
         """Unbind every session still up, stop listening, end the event task."""
-        await self.disconnect_all()
+        await self.disconnect_all(strict=False)  # teardown: the ESME may be closing too
         for task in list(self._replies):
             task.cancel()
         await asyncio.gather(*self._replies, return_exceptions=True)
@@ -246,12 +246,17 @@ class SmscPeer:
             await asyncio.gather(self._loop_task, return_exceptions=True)
             self._loop_task = None
 
-    async def disconnect_all(self) -> None:
-        """Server-initiated unbind of every bound session (an orderly SMSC shutdown)."""
+    async def disconnect_all(self, *, strict: bool = True) -> None:
+        """Server-initiated unbind of every bound session (an orderly SMSC shutdown).
+        An unbind that hangs is an error (unless ``strict`` is off): the test that asked
+        for the shutdown would otherwise go on against a session that is still up."""
         sessions, self.sessions = self.sessions, []
         for session in sessions:
             try:
                 await asyncio.wait_for(session.unbind(), 2)
+            except TimeoutError:
+                if strict:
+                    raise AssertionError(f"SMSC: unbind of session {session.session_id} hung for 2s") from None
             except Exception:  # noqa: BLE001 - already gone
                 pass
 
