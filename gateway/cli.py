@@ -1,4 +1,4 @@
-"""Command line: ``python -m gateway run | migrate | seed | dispatch | phone``."""
+"""Command line: ``python -m gateway run | migrate | seed | dispatch | purge | phone``."""
 
 from __future__ import annotations
 
@@ -27,8 +27,19 @@ def cmd_run(args: argparse.Namespace) -> None:
     logs.configure(settings.logging.level, settings.logging.format)
     host = args.host or settings.server.host
     port = args.port or settings.server.port
-    logs.get_logger("gateway").info("serving", host=host, port=port, database=settings.database.url.split("://")[0])
-    web.run_app(create_app(settings), host=host, port=port, print=None, access_log=None)
+    log = logs.get_logger("gateway")
+    log.info("serving", host=host, port=port, database=settings.database.url.split("://")[0])
+    # Access log on, as one JSON line per request through structlog and its redaction
+    # (logs.AccessLogger): method, path, status, size, duration, request id. Never the query
+    # string, where providers put phone numbers and texts; and never aiohttp's own
+    # plain-text format. Refused and malformed requests show here with their 4xx status.
+    # Quieter: logging.level = "warning" drops these lines with the other info lines.
+    try:
+        web.run_app(create_app(settings), host=host, port=port, print=None, access_log_class=logs.AccessLogger)
+    except Exception:
+        # A failed start (port taken, database unreachable) as a JSON line, not a raw traceback.
+        log.exception("server_failed")
+        raise SystemExit(1) from None
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
@@ -87,6 +98,36 @@ def cmd_dispatch(args: argparse.Namespace) -> None:
     asyncio.run(main())
 
 
+def cmd_purge(args: argparse.Namespace) -> None:
+    """One full retention purge now (the server's purger does the same every interval)."""
+    from models.db import open_database
+    from models.fastsql import open_runner
+    from models.retention import Purger
+
+    settings = _settings(args)
+    logs.configure(settings.logging.level, settings.logging.format)
+
+    async def main() -> dict[str, int] | str:
+        async with open_database(settings.database.url, run_migrations=settings.database.migrate_on_start):
+            sql = open_runner(settings.database.url)
+            purger = Purger(settings, sql)
+            try:
+                if not await purger.take_lease():
+                    return "another process holds the purger lease (it is purging): nothing done"
+                try:
+                    return await purger.purge_all()
+                finally:
+                    await purger.release_lease()
+            finally:
+                await sql.close()
+
+    outcome = asyncio.run(main())
+    if isinstance(outcome, str):
+        print(outcome)
+        return
+    print("purged: " + ", ".join(f"{v} {k}" for k, v in outcome.items()))
+
+
 def cmd_phone(args: argparse.Namespace) -> None:
     from gateway.phone_sim import run_phone
 
@@ -108,6 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
     commands.add_parser("dispatch", help="run the SMS outbox dispatcher alone").set_defaults(func=cmd_dispatch)
     commands.add_parser("seed", help="load the demo commune (replaces demo data only)").set_defaults(func=cmd_seed)
+    commands.add_parser("purge", help="delete what retention no longer needs, now").set_defaults(func=cmd_purge)
 
     phone = commands.add_parser("phone", help="a terminal phone that dials the running gateway")
     phone.add_argument("--msisdn", default="0987542228")
