@@ -25,6 +25,7 @@ from gateway.webhook_input import Refused, check_ids, form_params, json_object, 
 from gateway.outbox import Dispatcher, Outbox
 from gateway.providers import build_transport, inbound_adapter, ussd_adapter
 from gateway.sms import SmsTransport
+from gateway.services import build_services
 from gateway.sms_service import SmsService
 from gateway.sessions import SessionStore
 from gateway.settings import DEV_SECRET_KEY, Settings
@@ -239,9 +240,10 @@ def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] | None = 
             directory = DatabaseDirectory(settings.ussd.catalogue_cache_seconds, sql)
             app[DIRECTORY] = directory
             sessions = SessionStore(sql)
-            app[USSD] = UssdService(settings, directory, sessions, clock) if clock else UssdService(settings, directory, sessions)
-            outbox = Outbox(settings, clock) if clock else Outbox(settings)
-            sms = SmsService(settings, directory, outbox, clock) if clock else SmsService(settings, directory, outbox)
+            outbox = Outbox(settings, clock or utcnow, sql)
+            services = build_services(settings, outbox)
+            app[USSD] = UssdService(settings, directory, sessions, sql, services, clock or utcnow)
+            sms = SmsService(settings, directory, sql, services, clock or utcnow)
             app[OUTBOX], app[SMS] = outbox, sms
             transport = build_transport(settings, sms.sink_for(settings.sms.transport))
             app[TRANSPORT] = transport

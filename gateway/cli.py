@@ -70,6 +70,7 @@ def cmd_dispatch(args: argparse.Namespace) -> None:
 
     from gateway.outbox import Dispatcher, Outbox
     from gateway.providers import build_transport
+    from gateway.services import build_services
     from gateway.sms_service import SmsService
     from models.db import open_database
     from models.directory import DatabaseDirectory
@@ -85,8 +86,9 @@ def cmd_dispatch(args: argparse.Namespace) -> None:
             loop.add_signal_handler(signum, stop.set)
         async with open_database(settings.database.url, run_migrations=settings.database.migrate_on_start):
             sql = open_runner(settings.database.url)
-            outbox = Outbox(settings)
-            service = SmsService(settings, DatabaseDirectory(settings.ussd.catalogue_cache_seconds, sql), outbox)
+            outbox = Outbox(settings, sql=sql)
+            directory = DatabaseDirectory(settings.ussd.catalogue_cache_seconds, sql)
+            service = SmsService(settings, directory, sql, build_services(settings, outbox))
             transport = build_transport(settings, service.sink_for(settings.sms.transport))
             await transport.start()
             try:

@@ -27,17 +27,17 @@ import time
 import zoneinfo
 from typing import Any, Callable
 
-from tortoise.backends.base.client import BaseDBAsyncClient
 
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.phones import mask, phone_key
 from gateway.settings import Settings, parse_clock
 from gateway.sms import DeliveryReport, DeliveryState, OutgoingSms, SendOutcome, SendResult, SmsTransport
-from gateway.sms_text import Encoding, Policy, fit_parts, prepare
-from menus.texts import T, text as catalogue
-from models.entities import OutboundSms, PhonePreference, SmsKind, SmsStatus
-from models.fastsql import SqlRunner
+from models.sms_text import Encoding, Policy
+from menus.texts import LANGUAGES, T, text as catalogue
+from models.entities import OutboundSms, SmsKind, SmsStatus
+from models.fastsql import SqlRunner, Tx, orm_runner
+from models.outbox import OutboxWriter, QueuedSms, QuietHours
 
 log = get_logger("gateway.outbox")
 
@@ -48,44 +48,42 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-class QuietHours:
-    """Service SMS are not sent between ``start`` and ``end`` local time unless urgent."""
+def quiet_hours(settings: Settings) -> QuietHours:
+    return QuietHours(
+        zoneinfo.ZoneInfo(settings.locale.timezone),
+        parse_clock(settings.sms.quiet_start),
+        parse_clock(settings.sms.quiet_end),
+    )
 
-    def __init__(self, tz: dt.tzinfo, start: dt.time, end: dt.time) -> None:
-        self._tz, self._start, self._end = tz, start, end
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> "QuietHours":
-        return cls(
-            zoneinfo.ZoneInfo(settings.locale.timezone),
-            parse_clock(settings.sms.quiet_start),
-            parse_clock(settings.sms.quiet_end),
-        )
-
-    def release(self, moment: dt.datetime) -> dt.datetime:
-        """``moment`` if it is outside quiet hours, else when they end."""
-        local = moment.astimezone(self._tz)
-        clock = local.time()
-        start, end = self._start, self._end
-        quiet = (start <= clock or clock < end) if start > end else (start <= clock < end)
-        if not quiet:
-            return moment
-        day = local.date() if clock < end else local.date() + dt.timedelta(days=1)
-        return dt.datetime.combine(day, end, tzinfo=self._tz).astimezone(dt.timezone.utc)
+def outbox_writer(settings: Settings) -> OutboxWriter:
+    """The domain's outbox writer, configured from settings and the text catalogue."""
+    secret = settings.security.secret_key
+    return OutboxWriter(
+        policy=Policy(settings.sms.encoding_policy),
+        max_parts=settings.sms.max_parts,
+        ttl_seconds=settings.sms.message_ttl_seconds,
+        quiet=quiet_hours(settings),
+        phone_key=lambda phone: phone_key(phone, secret),
+        cut_markers={lang: catalogue(lang, T.SMS_CUT) for lang in LANGUAGES},
+        default_lang=settings.ussd.default_language,
+    )
 
 
 class Outbox:
-    """Writes messages to send. Call ``enqueue`` inside the transaction of the change."""
+    """Writes messages to send: inside a unit of work (``tx``), or in one of its own.
 
-    def __init__(self, settings: Settings, clock: Clock = utcnow) -> None:
-        self._settings = settings
+    ``sql`` is the app's runner; without one (a script, a test) the ORM's connection is used.
+    """
+
+    def __init__(self, settings: Settings, clock: Clock = utcnow, sql: SqlRunner | None = None) -> None:
         self._clock = clock
-        self._quiet = QuietHours.from_settings(settings)
-        self._policy = Policy(settings.sms.encoding_policy)
+        self._sql = sql
+        self.writer = outbox_writer(settings)
         self.wakeup = asyncio.Event()
 
     def after_quiet_hours(self, moment: dt.datetime) -> dt.datetime:
-        return self._quiet.release(moment)
+        return self.writer.after_quiet_hours(moment)
 
     async def enqueue(
         self,
@@ -95,39 +93,22 @@ class Outbox:
         *,
         urgent: bool = False,
         ttl_seconds: int | None = None,
-        using_db: BaseDBAsyncClient | None = None,
         lang: str | None = None,
-    ) -> OutboundSms | None:
-        """Write one message; None if the phone opted out of this kind of message.
-
-        A text longer than ``sms.max_parts`` parts is cut, and says so in ``lang``.
-        """
+        tx: Tx | None = None,
+    ) -> QueuedSms | None:
+        """Write one message; None if the phone opted out of this kind of message."""
         now = self._clock()
-        if not kind.essential:
-            key = phone_key(to, self._settings.security.secret_key)
-            if await PhonePreference.filter(phone_key=key, notifications_off=True).using_db(using_db).exists():
-                log.info("sms_suppressed_opt_out", to=mask(to), kind=kind.value)
-                return None
-        max_parts = self._settings.sms.max_parts
-        # Work bounded before any measuring: nothing past the kept parts is ever sent.
-        prepared = prepare(text[: max_parts * 160 * 3 + 160], self._policy)  # NFD may shrink by 3
-        prepared = fit_parts(prepared, max_parts, catalogue(lang or "vi", T.SMS_CUT))
-        due = now if urgent or kind.essential else self.after_quiet_hours(now)
-        ttl = dt.timedelta(seconds=ttl_seconds or self._settings.sms.message_ttl_seconds)
-        row = await OutboundSms.create(
-            to_phone=to,
-            text=prepared.text,
-            encoding=prepared.encoding.value,
-            parts=prepared.parts,
-            kind=kind,
-            urgent=urgent,
-            next_attempt_at=due,
-            expires_at=max(due, now) + ttl,
-            created_at=now,
-            using_db=using_db,
-        )
-        self.wakeup.set()
-        return row
+        if tx is None:
+            sql = self._sql or orm_runner()
+            async with sql.transaction() as own:
+                queued = await self.writer.enqueue(own, to, text, kind, now, urgent=urgent, ttl_seconds=ttl_seconds, lang=lang)
+        else:
+            queued = await self.writer.enqueue(tx, to, text, kind, now, urgent=urgent, ttl_seconds=ttl_seconds, lang=lang)
+        if queued is None:
+            log.info("sms_suppressed_opt_out", to=mask(to), kind=kind.value)
+        else:
+            self.wakeup.set()
+        return queued
 
 
 class PartsThrottle:
@@ -212,7 +193,7 @@ class Dispatcher:
         self._clock = clock
         self._worker = worker_id or f"{socket.gethostname()}:{os.getpid()}:{random.randrange(16**6):06x}"
         self._throttle = PartsThrottle(settings.sms.parts_per_second)
-        self._quiet = QuietHours.from_settings(settings)
+        self._quiet = quiet_hours(settings)
         self._slots = asyncio.Semaphore(settings.sms.dispatch_concurrency)
         lock = " FOR UPDATE SKIP LOCKED" if sql.dialect == "postgres" else ""
         self._claims = (_CLAIM_ABANDONED.format(lock=lock), _CLAIM_DUE.format(lock=lock))

@@ -4,7 +4,8 @@ Sessions are the hottest path of the gateway (a read and a write on every hop), 
 store runs fixed SQL through ``models.fastsql`` instead of the ORM. The ``ussd_session``
 table itself is owned by ``models.entities.UssdSession`` and its migrations.
 Writes are optimistic on the hop counter, so two workers racing on one session (an eager
-aggregator retry) cannot both move it on.
+aggregator retry) cannot both move it on. A hop's write goes through the hop's unit of
+work (``tx``), so the session and the hop's effects commit together or not at all.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from models.fastsql import SqlRunner, as_datetime
+from models.fastsql import SqlRunner, Tx, as_datetime
 
 _COLUMNS = "id, state, hops, last_request, last_reply, ended, updated_at, phone_key"
 
@@ -56,11 +57,11 @@ class SessionStore:
         return _record(rows[0]) if rows else None
 
     async def create(
-        self, channel: str, external_id: str, phone_key: str, state: dict[str, Any],
+        self, tx: Tx, channel: str, external_id: str, phone_key: str, state: dict[str, Any],
         last_request: str, last_reply: str, ended: bool, now: dt.datetime,
     ) -> bool:
         """Store a session's first hop; False if one with this id exists (a raced first hop)."""
-        rows = await self._sql.fetch(
+        rows = await tx.fetch(
             "INSERT INTO ussd_session (channel, external_id, phone_key, state, hops, last_request,"
             " last_reply, ended, created_at, updated_at) VALUES (?,?,?,?,1,?,?,?,?,?)"
             " ON CONFLICT (channel, external_id) DO NOTHING RETURNING id",
@@ -69,11 +70,11 @@ class SessionStore:
         return bool(rows)
 
     async def advance(
-        self, record: SessionRecord, state: dict[str, Any], last_request: str, last_reply: str,
+        self, tx: Tx, record: SessionRecord, state: dict[str, Any], last_request: str, last_reply: str,
         ended: bool, now: dt.datetime,
     ) -> bool:
         """Store the next hop; False if another hop got there first."""
-        rows = await self._sql.fetch(
+        rows = await tx.fetch(
             "UPDATE ussd_session SET state=?, hops=?, last_request=?, last_reply=?, ended=?, updated_at=?"
             " WHERE id=? AND hops=? RETURNING id",
             (json.dumps(state), record.hops + 1, last_request, last_reply, ended, now, record.id, record.hops),
@@ -81,22 +82,23 @@ class SessionStore:
         return bool(rows)
 
     async def restart(
-        self, record: SessionRecord, phone_key: str, state: dict[str, Any], last_request: str, last_reply: str,
-        ended: bool, now: dt.datetime,
+        self, tx: Tx, record: SessionRecord, phone_key: str, state: dict[str, Any], last_request: str,
+        last_reply: str, ended: bool, now: dt.datetime,
     ) -> bool:
         """A provider reused a session id for a new dialogue: this is its first hop."""
-        rows = await self._sql.fetch(
+        rows = await tx.fetch(
             "UPDATE ussd_session SET phone_key=?, state=?, hops=1, last_request=?, last_reply=?, ended=?,"
             " created_at=?, updated_at=? WHERE id=? AND hops=? RETURNING id",
             (phone_key, json.dumps(state), last_request, last_reply, ended, now, now, record.id, record.hops),
         )
         return bool(rows)
 
-    async def end(self, session_id: int, now: dt.datetime | None = None) -> None:
+    async def end(self, session_id: int, now: dt.datetime | None = None, tx: Tx | None = None) -> None:
+        runner = tx or self._sql
         if now is None:
-            await self._sql.fetch("UPDATE ussd_session SET ended=? WHERE id=?", (True, session_id))
+            await runner.fetch("UPDATE ussd_session SET ended=? WHERE id=?", (True, session_id))
         else:
-            await self._sql.fetch("UPDATE ussd_session SET ended=?, updated_at=? WHERE id=?", (True, now, session_id))
+            await runner.fetch("UPDATE ussd_session SET ended=?, updated_at=? WHERE id=?", (True, now, session_id))
 
     async def latest_open(
         self, phone_key: str, since: dt.datetime, exclude: tuple[str, str]

@@ -14,7 +14,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.sms_text import Encoding
+from models.sms_text import Encoding
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,19 +17,19 @@ import time
 import zoneinfo
 from typing import Callable
 
-from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
-
 from gateway.logs import get_logger
-from gateway.outbox import Outbox, record_report, utcnow
+from gateway.outbox import record_report, utcnow
 from gateway.phones import mask, phone_key
 from gateway.settings import Settings
 from gateway.sms import DeliveryReport, IncomingSms, SmsSink
 from menus import sms as keywords
 from menus.engine import HopContext
 from menus.views import Directory
-from models.inbound import claim_fingerprint
-from models.entities import InboundSms, OutboundSms, PhonePreference, SmsKind, SmsStatus
+from models.effects import SendSms
+from models.entities import SmsKind
+from models.fastsql import SqlRunner
+from models.inbound import claim_fingerprint, record_inbound
+from models.unit_of_work import Services
 
 log = get_logger("gateway.sms")
 
@@ -44,10 +44,14 @@ def text_digest(text: str) -> str:
 
 
 class SmsService:
-    def __init__(self, settings: Settings, directory: Directory, outbox: Outbox, clock: Callable[[], dt.datetime] = utcnow) -> None:
+    def __init__(
+        self, settings: Settings, directory: Directory, sql: SqlRunner, services: Services,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
         self._settings = settings
         self._directory = directory
-        self._outbox = outbox
+        self._sql = sql
+        self._services = services
         self._clock = clock
         self._tz = zoneinfo.ZoneInfo(settings.locale.timezone)
         self._window = dt.timedelta(seconds=settings.sms.inbound_duplicate_seconds)
@@ -61,46 +65,21 @@ class SmsService:
         agency = await self._directory.agency_for_sms_number(message.receiver)
         ctx = HopContext(directory=self._directory, phone=message.sender, agency=agency, now=now, tz=self._tz)
         answer = await keywords.answer(ctx, message.text)
+        reply = SendSms(message.sender, answer.reply, SmsKind.REPLY, answer.lang)
         try:
-            async with in_transaction() as connection:
-                if not await claim_fingerprint(connection, key, digest, now, self._window):
-                    raise _Duplicate
-                await InboundSms.create(
-                    transport=message.transport,
-                    provider_id=message.provider_id,
-                    phone_key=key,
-                    text_digest=digest,
-                    keyword=answer.command.value,
-                    received_at=now,
-                    using_db=connection,
-                )
-                if answer.effect is not None:
-                    await self._set_notifications(
-                        message.sender, key, answer.effect is keywords.Effect.OPT_IN, now, connection
-                    )
-                await self._outbox.enqueue(
-                    message.sender, answer.reply, SmsKind.REPLY, using_db=connection, lang=answer.lang
-                )
-        except (IntegrityError, _Duplicate):
-            # The provider's id was seen before, or the same text within the window: the
-            # transaction rolled back and nothing of this copy was written.
+            async with self._sql.transaction() as tx:
+                if not await claim_fingerprint(tx, key, digest, now, self._window):
+                    raise _Duplicate  # the same text from this phone within the window
+                if not await record_inbound(tx, message.transport, message.provider_id, key, digest,
+                                            answer.command.value, now):
+                    raise _Duplicate  # the provider's id was seen before
+                await self._services.apply(tx, (*answer.effects, reply), now)
+        except _Duplicate:
+            # The transaction rolled back: nothing of this copy was written.
             self._log(message, "duplicate", started)
             return False
-        self._outbox.wakeup.set()
         self._log(message, answer.command.value, started)
         return True
-
-    async def _set_notifications(self, phone: str, key: str, on: bool, now: dt.datetime, connection) -> None:
-        updated = await PhonePreference.filter(phone_key=key).using_db(connection).update(
-            notifications_off=not on, updated_at=now
-        )
-        if not updated:
-            await PhonePreference.create(phone_key=key, notifications_off=not on, updated_at=now, using_db=connection)
-        if not on:
-            # What is already waiting (held for quiet hours, or for a retry) is not sent either.
-            await OutboundSms.filter(
-                to_phone=phone, status=SmsStatus.QUEUED, kind__in=[k for k in SmsKind if not k.essential]
-            ).using_db(connection).update(status=SmsStatus.FAILED, last_error="recipient opted out")
 
     async def report(self, report: DeliveryReport, transport: str) -> bool:
         return await record_report(report, transport, self._clock)

@@ -24,8 +24,14 @@ from menus.render import Renderer
 from menus.texts import T, text
 from menus.views import Directory
 from gateway.sessions import SessionRecord, SessionStore
+from models.fastsql import SqlRunner
+from models.unit_of_work import Services
 
 log = get_logger("gateway.ussd")
+
+
+class _LostRace(Exception):
+    """Another copy of this hop stored the session first: roll this one back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +63,15 @@ class UssdService:
         settings: Settings,
         directory: Directory,
         sessions: SessionStore,
+        sql: SqlRunner,
+        services: Services,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
     ) -> None:
         self._settings = settings
         self._directory = directory
         self._sessions = sessions
+        self._sql = sql
+        self._services = services
         self._clock = clock
         self._renderer = Renderer(settings.ussd.screen_limit)
         self._tz = zoneinfo.ZoneInfo(settings.locale.timezone)
@@ -108,11 +118,12 @@ class UssdService:
             tz=self._tz,
             renderer=self._renderer,
         )
+        superseded = None  # a dropped dialogue this hop offers to resume: ended with the hop
         if row is None:
             inputs = self._opening_inputs(request, shortcut)
             if len(inputs) > self._settings.ussd.max_inputs_per_hop:
                 return self._refusal(None, 0)
-            reply, state = await self._open(ctx, request, inputs, key, now)
+            reply, state, superseded = await self._open(ctx, request, inputs, key, now)
         else:
             state = MenuState.from_json(row.state)
             if request.cumulative is not None:
@@ -125,19 +136,26 @@ class UssdService:
 
         stored = UssdReply(reply.text, reply.end)
         saved_state = state.to_json()
-        if row is None and recycled is not None:
-            hop = 1
-            saved = await self._sessions.restart(recycled, key, saved_state, retry_key or "", stored.text, stored.end, now)
-        elif row is None:
-            hop = 1
-            saved = await self._sessions.create(
-                request.channel, request.session_id, key, saved_state, retry_key or "", stored.text, stored.end, now
-            )
-        else:
-            hop = row.hops + 1
-            saved = await self._sessions.advance(row, saved_state, retry_key or "", stored.text, stored.end, now)
-        if not saved:
-            # The same hop raced in twice (an eager retry): answer what the winner stored.
+        hop = 1 if row is None else row.hops + 1
+        try:
+            # One unit of work: the session's new state and the hop's effects, or neither.
+            async with self._sql.transaction() as tx:
+                if row is None and recycled is not None:
+                    saved = await self._sessions.restart(tx, recycled, key, saved_state, retry_key or "", stored.text, stored.end, now)
+                elif row is None:
+                    saved = await self._sessions.create(
+                        tx, request.channel, request.session_id, key, saved_state, retry_key or "", stored.text, stored.end, now
+                    )
+                else:
+                    saved = await self._sessions.advance(tx, row, saved_state, retry_key or "", stored.text, stored.end, now)
+                if not saved:
+                    raise _LostRace
+                if superseded is not None:
+                    await self._sessions.end(superseded, tx=tx)  # offered once, then superseded
+                await self._services.apply(tx, reply.effects, now)
+        except _LostRace:
+            # The same hop raced in twice (an eager retry): answer what the winner stored;
+            # this copy's effects rolled back with it.
             winner = await self._sessions.get(request.channel, request.session_id)
             assert winner is not None
             return HopOutcome(UssdReply(winner.last_reply, winner.ended), _screen_of(winner.state), winner.hops, True)
@@ -172,21 +190,29 @@ class UssdService:
 
     async def _open(
         self, ctx: HopContext, request: UssdRequest, inputs: list[str], key: str, now: dt.datetime
-    ) -> tuple[Reply, MenuState]:
+    ) -> tuple[Reply, MenuState, int | None]:
+        """The first hop's reply and state, and the dropped session it supersedes, if any."""
         lang = self._settings.ussd.default_language
         if not inputs:
             dropped = await self._dropped_dialogue(key, now, request)
             if dropped is not None:
-                return await render(ctx, resume_state(lang, dropped))
-            return await render(ctx, start_state(lang))
+                superseded, resumable = dropped
+                if resumable is not None:
+                    return (*await render(ctx, resume_state(lang, resumable)), superseded)
+                return (*await render(ctx, start_state(lang)), superseded)
+            return (*await render(ctx, start_state(lang)), None)
         # Render the main menu first: the dial-string inputs answer its choices.
         _, state = await render(ctx, start_state(lang))
-        return await step(ctx, state, inputs)
+        return (*await step(ctx, state, inputs), None)
 
-    async def _dropped_dialogue(self, key: str, now: dt.datetime, request: UssdRequest) -> MenuState | None:
-        """The state of this phone's last dialogue if it was cut off mid-journey recently.
+    async def _dropped_dialogue(
+        self, key: str, now: dt.datetime, request: UssdRequest
+    ) -> tuple[int, MenuState | None] | None:
+        """This phone's last unfinished dialogue of the resume window: its id, and its state
+        if it was cut off mid-journey (worth offering to continue).
 
         Never this very session: a copy of its first hop that raced in may have stored it.
+        Nothing is written here: the hop that stores its answer ends the old session.
         """
         if self._resume_window.total_seconds() <= 0:
             return None
@@ -195,11 +221,10 @@ class UssdService:
         )
         if last is None:
             return None
-        await self._sessions.end(last.id)  # offered once, then superseded
         state = MenuState.from_json(last.state)
         if not state.stack or len(state.stack) < 2 or state.settled or state.frame.screen is Screen.RESUME:
-            return None
-        return state
+            return last.id, None
+        return last.id, state
 
 
 # Dial strings are short ("*384*1*2610300002#"); one longer than this is not a dial.

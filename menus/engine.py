@@ -6,7 +6,12 @@ the registry is checked when ``menus.ussd`` finishes loading: a screen without c
 or a prompt without a handler, fails at import.
 
 ``step(state, inputs, ctx)`` is the whole engine: it reads through ``ctx.directory`` and
-returns the reply and the new state. It writes nothing; the caller stores the state.
+returns the reply (with the effects the inputs asked for) and the new state. It writes
+nothing: the caller stores the state and applies the effects in one unit of work.
+
+A text handler, or a screen's ``on_enter`` (run when a menu choice opens the screen),
+answers with a ``Frame`` to open, a ``Notice`` to re-prompt, or an ``Outcome`` that adds
+effects (``models.effects``) to either: issue an OTP, create a citizen, send an SMS.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any, Awaitable, Callable, Mapping, Union
 from menus.render import Content, Page, Renderer
 from menus.texts import LANGUAGES, T, text
 from menus.views import AgencyView, Directory
+from models.effects import Effect
 
 
 class Screen(enum.Enum):
@@ -61,6 +67,15 @@ class Notice:
 
     key: T
     values: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A handler's decision with its effects: open ``next`` (a ``Frame``), re-prompt (a
+    ``Notice``), or stay where the caller is (``None``)."""
+
+    next: "Frame | Notice | None"
+    effects: tuple[Effect, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,16 +147,19 @@ def _target_from(data: Mapping[str, Any]) -> Target:
 class Reply:
     text: str
     end: bool
+    effects: tuple[Effect, ...] = ()
 
 
 ContentFn = Callable[[HopContext, str, Mapping[str, Any]], Awaitable[Content[Target]]]
-TextFn = Callable[[HopContext, str, Mapping[str, Any], str], Awaitable[Union[Frame, Notice]]]
+TextFn = Callable[[HopContext, str, Mapping[str, Any], str], Awaitable[Union[Frame, Notice, Outcome]]]
+EnterFn = Callable[[HopContext, str, Mapping[str, Any]], Awaitable[Union[Frame, Notice, Outcome]]]
 
 
 @dataclass(slots=True)
 class _ScreenDef:
     content: ContentFn | None = None
     on_text: TextFn | None = None
+    on_enter: EnterFn | None = None
 
 
 _REGISTRY: dict[Screen, _ScreenDef] = {screen: _ScreenDef() for screen in Screen}
@@ -158,6 +176,16 @@ def content(screen: Screen) -> Callable[[ContentFn], ContentFn]:
 def on_text(screen: Screen) -> Callable[[TextFn], TextFn]:
     def register(fn: TextFn) -> TextFn:
         _REGISTRY[screen].on_text = fn
+        return fn
+
+    return register
+
+
+def on_enter(screen: Screen) -> Callable[[EnterFn], EnterFn]:
+    """Run when a menu choice opens ``screen``: may redirect, re-prompt, or add effects."""
+
+    def register(fn: EnterFn) -> EnterFn:
+        _REGISTRY[screen].on_enter = fn
         return fn
 
     return register
@@ -216,44 +244,65 @@ def clip_echo(value: str, limit: int = 40) -> str:
 async def step(ctx: HopContext, state: MenuState, inputs: list[str]) -> tuple[Reply, MenuState]:
     """Apply the caller's inputs in order, then show where they lead."""
     notice: Notice | None = None
+    effects: list[Effect] = []
     for raw in inputs:
-        state, notice = await _apply(ctx, state, raw.strip())
+        state, notice, done = await _apply(ctx, state, raw.strip())
+        effects += done
         if not state.stack:
-            return Reply(text(state.lang, T.GOODBYE), True), state
+            return Reply(text(state.lang, T.GOODBYE), True, tuple(effects)), state
         if len(inputs) > 1:
             # Shortcut or caught-up inputs: each one is read against the screen it answers.
             reply, state = await render(ctx, state, notice)
             if reply.end:
-                return reply, state
-    return await render(ctx, state, notice)
+                return replace(reply, effects=tuple(effects)), state
+    reply, state = await render(ctx, state, notice)
+    return replace(reply, effects=tuple(effects)), state
 
 
-async def _apply(ctx: HopContext, state: MenuState, value: str) -> tuple[MenuState, Notice | None]:
+_NO_EFFECTS: tuple[Effect, ...] = ()
+
+
+async def _apply(ctx: HopContext, state: MenuState, value: str) -> tuple[MenuState, Notice | None, tuple[Effect, ...]]:
     frame = state.frame
     if value == "00":
-        return replace(state, stack=(Frame(Screen.MAIN),)), None
+        return replace(state, stack=(Frame(Screen.MAIN),)), None, _NO_EFFECTS
     if value == "0":
-        return replace(state, stack=state.stack[:-1]), None
+        return replace(state, stack=state.stack[:-1]), None, _NO_EFFECTS
     target = state.choices.get(value)
     if target is Command.NEXT_PAGE or target is Command.PREV_PAGE:
         delta = 1 if target is Command.NEXT_PAGE else -1
-        return _replace_top(state, replace(frame, page=frame.page + delta)), None
+        return _replace_top(state, replace(frame, page=frame.page + delta)), None, _NO_EFFECTS
     if target is Command.TOGGLE_LANGUAGE:
         other = LANGUAGES[(LANGUAGES.index(state.lang) + 1) % len(LANGUAGES)]
-        return replace(state, lang=other), None
+        return replace(state, lang=other), None, _NO_EFFECTS
     if target is Command.RESUME and state.resumable:
-        return replace(state, stack=state.resumable, resumable=()), None
+        return replace(state, stack=state.resumable, resumable=()), None, _NO_EFFECTS
     if target is Command.RESTART:
-        return replace(state, stack=(Frame(Screen.MAIN),), resumable=()), None
+        return replace(state, stack=(Frame(Screen.MAIN),), resumable=()), None, _NO_EFFECTS
     if isinstance(target, Frame):
-        return replace(state, stack=state.stack + (target,)), None
+        enter = _REGISTRY[target.screen].on_enter
+        if enter is None:
+            return replace(state, stack=state.stack + (target,)), None, _NO_EFFECTS
+        return _follow(state, await enter(ctx, state.lang, target.args), default=target)
     handler = _REGISTRY[frame.screen].on_text
     if handler is not None and value:
-        outcome = await handler(ctx, state.lang, frame.args, value)
-        if isinstance(outcome, Notice):
-            return state, outcome
-        return replace(state, stack=state.stack + (outcome,)), None
-    return state, Notice(T.INVALID_CHOICE)
+        return _follow(state, await handler(ctx, state.lang, frame.args, value), default=None)
+    return state, Notice(T.INVALID_CHOICE), _NO_EFFECTS
+
+
+def _follow(
+    state: MenuState, decided: Frame | Notice | Outcome, default: Frame | None
+) -> tuple[MenuState, Notice | None, tuple[Effect, ...]]:
+    """Where a handler's decision leads: ``default`` is the frame an ``on_enter`` opens when
+    its outcome says only effects (``Outcome(None, ...)``)."""
+    effects = _NO_EFFECTS
+    if isinstance(decided, Outcome):
+        decided, effects = decided.next if decided.next is not None else default, decided.effects
+    if isinstance(decided, Notice):
+        return state, decided, effects
+    if decided is None:
+        return state, None, effects
+    return replace(state, stack=state.stack + (decided,)), None, effects
 
 
 def _replace_top(state: MenuState, frame: Frame) -> MenuState:

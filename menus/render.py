@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from gateway.sms_text import Encoding, unaccent, units
+from models.sms_text import Encoding, unaccent, units
 from menus.texts import T, text
 
 Target = TypeVar("Target")

@@ -3,7 +3,8 @@
 Keywords forgive case, diacritics, extra spaces and separators (``hs:000...``, ``Hs.``,
 ``Tra cứu``). English keywords get English answers. The router reads through the same
 ``Directory`` port as the USSD menu and writes nothing: an opt-out or opt-in is returned
-as an effect for the caller to apply in the same transaction as the reply.
+as an effect (``models.effects``) for the caller to apply in the same transaction as the
+reply.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import enum
 import re
 from dataclasses import dataclass
 
-from gateway.sms_text import unaccent
+from models.sms_text import unaccent
 from menus.engine import HopContext, clip_echo
 from menus.texts import T, text
 from menus.ussd import procedure_text, status_sentences
 from menus.views import ProcedureView
 from models import dossier_code
+from models.effects import Effect, SetNotifications
 
 
 class Command(enum.Enum):
@@ -27,11 +29,6 @@ class Command(enum.Enum):
     OPT_OUT = "opt_out"
     OPT_IN = "opt_in"
     UNKNOWN = "unknown"
-
-
-class Effect(enum.Enum):
-    OPT_OUT = "opt_out"
-    OPT_IN = "opt_in"
 
 
 # keyword (after unaccenting, upper case; a space means "any spaces, or none"), command, language
@@ -79,7 +76,7 @@ class Answer:
     reply: str
     command: Command
     lang: str
-    effect: Effect | None = None
+    effects: tuple[Effect, ...] = ()
 
 
 async def answer(ctx: HopContext, message: str) -> Answer:
@@ -95,9 +92,9 @@ async def answer(ctx: HopContext, message: str) -> Answer:
     elif parsed.command is Command.HELP:
         reply = text(lang, T.SMS_HELP, agency=agency_name, hotline=hotline)
     elif parsed.command is Command.OPT_OUT:
-        return Answer(text(lang, T.SMS_OPTED_OUT), parsed.command, lang, Effect.OPT_OUT)
+        return Answer(text(lang, T.SMS_OPTED_OUT), parsed.command, lang, (SetNotifications(ctx.phone, on=False),))
     elif parsed.command is Command.OPT_IN:
-        return Answer(text(lang, T.SMS_OPTED_IN), parsed.command, lang, Effect.OPT_IN)
+        return Answer(text(lang, T.SMS_OPTED_IN), parsed.command, lang, (SetNotifications(ctx.phone, on=True),))
     else:
         reply = text(lang, T.SMS_UNKNOWN)
     return Answer(reply, parsed.command, lang)

@@ -12,17 +12,34 @@ run a handful of fixed statements through one of these runners, written once wit
   into ``$n``.
 
 Values cross in the ORM's own formats, so rows written here read back through the ORM.
+
+A unit of work (a USSD hop's session write and its effects, an incoming SMS with its
+reply) is ``async with runner.transaction() as tx``: one connection, one transaction,
+statements through ``tx.fetch``. On SQLite the runner's one connection is shared by every
+task of the process, so a transaction holds it (an asyncio lock) from BEGIN IMMEDIATE to
+COMMIT; statements outside a transaction take the same lock for their one statement.
+Nothing inside a transaction may wait on the network.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import re
 import sqlite3
-from typing import Any, Callable, Protocol, Sequence, TypeVar
+from contextlib import asynccontextmanager
+from typing import Any, AsyncContextManager, AsyncIterator, Callable, Protocol, Sequence, TypeVar
 
 T = TypeVar("T")
+
+
+class Tx(Protocol):
+    """Statements inside one transaction (``SqlRunner.transaction``)."""
+
+    dialect: str
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
 
 class SqlRunner(Protocol):
@@ -33,7 +50,20 @@ class SqlRunner(Protocol):
     async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """One statement for many rows, in one transaction."""
 
+    def transaction(self) -> AsyncContextManager[Tx]:
+        """One unit of work: committed when the block ends, rolled back if it raises."""
+
     async def close(self) -> None: ...
+
+
+# Set while a task is inside a transaction: a statement sent past it (to the runner rather
+# than the transaction) would wait for the lock its own task holds.
+_IN_TRANSACTION: contextvars.ContextVar[bool] = contextvars.ContextVar("in_transaction", default=False)
+
+
+def _outside_transaction() -> None:
+    if _IN_TRANSACTION.get():
+        raise RuntimeError("a statement inside a unit of work must go through its transaction (tx.fetch)")
 
 
 def sqlite_timestamp(moment: dt.datetime) -> str:
@@ -63,12 +93,32 @@ class SqliteRunner:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=0")
+        self._lock = asyncio.Lock()
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        _outside_transaction()
         values = _sqlite_values(params)
-        return await self._when_free(lambda: self._db.execute(sql, values).fetchall())
+        async with self._lock:
+            return await self._when_free(lambda: self._db.execute(sql, values).fetchall())
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        _outside_transaction()
+        async with self._lock:
+            await self._when_free(lambda: self._db.execute("BEGIN IMMEDIATE"))
+            token = _IN_TRANSACTION.set(True)
+            try:
+                yield _SqliteTx(self._db)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+            finally:
+                _IN_TRANSACTION.reset(token)
 
     async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        _outside_transaction()
         values = [_sqlite_values(row) for row in rows]
 
         def run() -> None:
@@ -80,7 +130,8 @@ class SqliteRunner:
                 raise
             self._db.execute("COMMIT")
 
-        await self._when_free(run)
+        async with self._lock:
+            await self._when_free(run)
 
     async def _when_free(self, statement: Callable[[], T]) -> T:
         delay, waited = 0.0005, 0.0
@@ -98,25 +149,51 @@ class SqliteRunner:
         self._db.close()
 
 
+class _SqliteTx:
+    dialect = "sqlite"
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        # The write lock is held since BEGIN IMMEDIATE: nothing to wait for.
+        return self._db.execute(sql, _sqlite_values(params)).fetchall()
+
+
 _PLACEHOLDER = re.compile(r"\?")
 
 
 class TortoiseRunner:
-    dialect = "postgres"
-
-    def __init__(self, connection: Any) -> None:
+    def __init__(self, connection: Any, connection_name: str = "default") -> None:
         self._conn = connection
+        self._connection_name = connection_name
+        self.dialect = connection.capabilities.dialect  # "postgres", or "sqlite" (aiosqlite)
         self._numbered: dict[str, str] = {}
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        # execute_query_dict fetches for every statement (execute_query drops RETURNING rows of writes).
-        rows = await self._conn.execute_query_dict(self._number(sql), list(params))
-        return [tuple(row.values()) for row in rows]
+        _outside_transaction()
+        return await _tortoise_fetch(self._conn, self._number(sql), params, self.dialect)
 
     async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        await self._conn.execute_many(self._number(sql), [list(row) for row in rows])
+        _outside_transaction()
+        convert = _sqlite_values if self.dialect == "sqlite" else list
+        await self._conn.execute_many(self._number(sql), [convert(row) for row in rows])
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        _outside_transaction()
+        from tortoise.transactions import in_transaction
+
+        async with in_transaction(self._connection_name) as connection:
+            token = _IN_TRANSACTION.set(True)
+            try:
+                yield _TortoiseTx(connection, self._number, self.dialect)
+            finally:
+                _IN_TRANSACTION.reset(token)
 
     def _number(self, sql: str) -> str:
+        if self.dialect != "postgres":
+            return sql
         numbered = self._numbered.get(sql)
         if numbered is None:
             counter = iter(range(1, 10_000))
@@ -125,6 +202,30 @@ class TortoiseRunner:
 
     async def close(self) -> None:
         return None
+
+
+async def _tortoise_fetch(connection: Any, sql: str, params: Sequence[Any], dialect: str) -> list[tuple[Any, ...]]:
+    # execute_query_dict fetches for every statement (execute_query drops RETURNING rows of writes).
+    values = _sqlite_values(params) if dialect == "sqlite" else list(params)
+    rows = await connection.execute_query_dict(sql, values)
+    return [tuple(row.values()) for row in rows]
+
+
+class _TortoiseTx:
+    def __init__(self, connection: Any, number: Callable[[str], str], dialect: str) -> None:
+        self._conn = connection
+        self._number = number
+        self.dialect = dialect
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return await _tortoise_fetch(self._conn, self._number(sql), params, self.dialect)
+
+
+def orm_runner() -> SqlRunner:
+    """A runner over the ORM's own connection, for scripts and tests that have no app."""
+    from tortoise import connections
+
+    return TortoiseRunner(connections.get("default"))
 
 
 def open_runner(database_url: str) -> SqlRunner:

@@ -8,36 +8,34 @@ lets every copy through; one statement that claims the (phone, text) row does no
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
-
-from models.fastsql import sqlite_timestamp
+from models.fastsql import Tx
 
 # Inserts the fingerprint, or takes over one older than the window; RETURNING yields a row
 # only to the statement that did either. Under PostgreSQL a concurrent copy waits on the
 # row lock and then sees the fresh seen_at, so its WHERE fails; SQLite has one writer.
 _CLAIM = (
-    "INSERT INTO inbound_fingerprint (phone_key, text_digest, seen_at) VALUES ({p1}, {p2}, {p3})"
+    "INSERT INTO inbound_fingerprint (phone_key, text_digest, seen_at) VALUES (?, ?, ?)"
     " ON CONFLICT (phone_key, text_digest) DO UPDATE SET seen_at = excluded.seen_at"
-    " WHERE inbound_fingerprint.seen_at < {p4} RETURNING id"
+    " WHERE inbound_fingerprint.seen_at < ? RETURNING id"
 )
-_SQL = {
-    "sqlite": _CLAIM.format(p1="?", p2="?", p3="?", p4="?"),
-    "postgres": _CLAIM.format(p1="$1", p2="$2", p3="$3", p4="$4"),
-}
+# The provider's id is unique per transport (NULLs, for providers without ids, never clash).
+_RECORD = (
+    "INSERT INTO inbound_sms (transport, provider_id, phone_key, text_digest, keyword, received_at)"
+    " VALUES (?,?,?,?,?,?) ON CONFLICT (transport, provider_id) DO NOTHING RETURNING id"
+)
 
 
-async def claim_fingerprint(
-    connection: Any, phone_key: str, digest: str, now: dt.datetime, window: dt.timedelta
-) -> bool:
+async def claim_fingerprint(tx: Tx, phone_key: str, digest: str, now: dt.datetime, window: dt.timedelta) -> bool:
     """True if this text from this phone opens an answer; False if it is a duplicate.
 
     Call it inside the transaction that records the message and writes its reply, so a
     rollback releases the claim with everything else.
     """
-    dialect = connection.capabilities.dialect
-    cutoff = now - window
-    params: list[Any] = [phone_key, digest, now, cutoff]
-    if dialect == "sqlite":
-        params = [phone_key, digest, sqlite_timestamp(now), sqlite_timestamp(cutoff)]
-    rows = await connection.execute_query_dict(_SQL[dialect], params)
-    return bool(rows)
+    return bool(await tx.fetch(_CLAIM, (phone_key, digest, now, now - window)))
+
+
+async def record_inbound(
+    tx: Tx, transport: str, provider_id: str | None, phone_key: str, digest: str, keyword: str, now: dt.datetime
+) -> bool:
+    """Keep the record of a message (no number, no text); False if its provider id was seen."""
+    return bool(await tx.fetch(_RECORD, (transport, provider_id, phone_key, digest, keyword, now)))

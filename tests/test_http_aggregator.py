@@ -25,7 +25,7 @@ from gateway.providers.http_aggregator import (
 )
 from gateway.settings import HttpSmsSettings
 from gateway.sms import DeliveryState, OutgoingSms, SendOutcome
-from gateway.sms_text import Encoding
+from models.sms_text import Encoding
 
 # --- Provider payloads, verbatim ------------------------------------------------------
 

@@ -9,7 +9,7 @@ from gateway.messages import BadRequest
 from gateway.providers import kannel
 from gateway.settings import KannelSettings
 from gateway.sms import DeliveryState, OutgoingSms, SendOutcome
-from gateway.sms_text import Encoding
+from models.sms_text import Encoding
 
 MESSAGE = OutgoingSms(id=42, to="+84987542228", text="Kết quả & hồ sơ", encoding=Encoding.UCS2, parts=1, sender="8088")
 

@@ -13,7 +13,7 @@ import zoneinfo
 
 import pytest
 
-from gateway.sms_text import Encoding, is_gsm7, units
+from models.sms_text import Encoding, is_gsm7, units
 from menus import ussd as _menu  # noqa: F401 - registers screens
 from menus.engine import Frame, HopContext, MenuState, Notice, Screen, render
 from menus.render import Content, Item, Renderer, ScreenTooLong

@@ -19,7 +19,7 @@ from gateway.providers import smpp as smpp_module
 from gateway.providers.smpp import DLR_STATES, SmppTransport
 from gateway.settings import SmppSettings
 from gateway.sms import DeliveryReport, DeliveryState, IncomingSms, OutgoingSms, SendOutcome
-from gateway.sms_text import Encoding, split_parts
+from models.sms_text import Encoding, split_parts
 from tests.peers.smsc import SmscPeer, SmscProcess, concat_parts_text, free_port
 
 PHONE = "+84987542228"
@@ -126,7 +126,7 @@ async def test_long_vietnamese_ucs2_goes_as_four_concatenated_parts(smsc, make_t
 
 async def test_long_gsm7_is_split_by_septets_not_characters(smsc, make_transport):
     # aiosmpplib's own splitter counts characters: 100 x '€' (200 septets) would go in one
-    # 200-octet part. We split like gateway.sms_text: 76 + 24 euro signs.
+    # 200-octet part. We split like models.sms_text: 76 + 24 euro signs.
     transport = await make_transport(smsc.port)
     text = "€" * 100
 

@@ -1,8 +1,8 @@
-"""Tests for gateway.sms_text: unaccenting, GSM-7 membership, lengths, parts, policies."""
+"""Tests for models.sms_text: unaccenting, GSM-7 membership, lengths, parts, policies."""
 
 import pytest
 
-from gateway.sms_text import (
+from models.sms_text import (
     GSM7_BASIC,
     GSM7_EXTENSION,
     Encoding,

@@ -146,7 +146,7 @@ async def bare_capacity(url: str, concurrency: int, max_requests: int, max_secon
 async def transport_capacity(settings, concurrency: int, max_requests: int, max_seconds: float) -> dict:
     from gateway.providers.http_aggregator import HttpAggregatorTransport
     from gateway.sms import OutgoingSms, SendOutcome
-    from gateway.sms_text import Encoding
+    from models.sms_text import Encoding
 
     transport = HttpAggregatorTransport(settings.http_sms)
     await transport.start()
@@ -184,14 +184,14 @@ def measure_sink(sink: subprocess.Popen, sink_url: str, settings, concurrencies:
 
 
 async def enqueue_all(settings, count: int, max_seconds: float) -> dict:
-    from tortoise.transactions import in_transaction
-
     from gateway.outbox import Outbox
     from models.db import open_database
     from models.entities import SmsKind
+    from models.fastsql import open_runner
 
     async with open_database(settings.database.url, run_migrations=True):
-        outbox = Outbox(settings)
+        sql = open_runner(settings.database.url)  # the app's own runner: its unit of work
+        outbox = Outbox(settings, sql=sql)
         deadline = time.monotonic() + max_seconds
         started = time.perf_counter()
         written = 0
@@ -202,11 +202,12 @@ async def enqueue_all(settings, count: int, max_seconds: float) -> dict:
             # One transaction per message, as the app writes one with the change that caused it.
             # A status alert: non-essential (so the opt-out check runs); urgent so that quiet
             # hours do not hold it back whatever the hour of the run.
-            async with in_transaction() as connection:
-                row = await outbox.enqueue(to, text, SmsKind.STATUS, urgent=True, using_db=connection)
+            async with sql.transaction() as tx:
+                row = await outbox.enqueue(to, text, SmsKind.STATUS, urgent=True, tx=tx)
             assert row is not None and row.parts == 1, row
             written += 1
         seconds = time.perf_counter() - started
+        await sql.close()
     return {"messages": written, "seconds": round(seconds, 3), "per_s": round(written / seconds, 1)}
 
 

@@ -42,7 +42,7 @@ from gateway.sms import (
     SendResult,
     SmsTransport,
 )
-from gateway.sms_text import Encoding
+from models.sms_text import Encoding
 
 NAME = "kannel"
 

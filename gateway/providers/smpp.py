@@ -9,7 +9,7 @@ What it does
 * ``send()`` submits every part of one ``OutgoingSms``: data_coding 0 (SMSC default
   alphabet, GSM 03.38 unpacked) for ``Encoding.GSM7``, 8 for ``Encoding.UCS2``;
   destination TON 1 / NPI 1, E.164 without '+'. A long message is split with
-  ``gateway.sms_text.split_parts`` (so it goes out in exactly the parts the gateway
+  ``models.sms_text.split_parts`` (so it goes out in exactly the parts the gateway
   counted) into concatenated parts: esm_class UDHI 0x40 + a 6-octet UDH (IEI 0x00,
   8-bit reference, 3GPP TS 23.040 9.2.3.24.1). Parts go one after another and stop at the
   first part the SMSC refuses. At most ``window`` submit_sm are outstanding (sent, no
@@ -136,7 +136,7 @@ from gateway.sms import (
     SmsSink,
     SmsTransport,
 )
-from gateway.sms_text import Encoding, split_parts
+from models.sms_text import Encoding, split_parts
 
 log = get_logger("gateway.providers.smpp")
 

@@ -1,0 +1,117 @@
+"""Writing to the outbox: the domain side of every SMS the gateway sends.
+
+A message is a row of ``outbound_sms`` written inside the unit of work of the change that
+caused it (``OutboxWriter.enqueue(tx, ...)``), so a rolled-back change sends nothing and a
+committed one cannot lose its SMS. The text is prepared for the air here (encoding, exact
+parts, cut to ``max_parts`` with a marker), non-urgent messages wait for the end of quiet
+hours, and non-essential ones are not written at all for a phone that opted out.
+The dispatcher that sends the rows lives at the edge (``gateway.outbox``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+from models.entities import SmsKind, SmsStatus
+from models.fastsql import Tx
+from models.sms_text import Encoding, Policy, fit_parts, prepare
+
+
+class QuietHours:
+    """Service SMS are not sent between ``start`` and ``end`` local time unless urgent."""
+
+    def __init__(self, tz: dt.tzinfo, start: dt.time, end: dt.time) -> None:
+        self._tz, self._start, self._end = tz, start, end
+
+    def release(self, moment: dt.datetime) -> dt.datetime:
+        """``moment`` if it is outside quiet hours, else when they end."""
+        local = moment.astimezone(self._tz)
+        clock = local.time()
+        start, end = self._start, self._end
+        quiet = (start <= clock or clock < end) if start > end else (start <= clock < end)
+        if not quiet:
+            return moment
+        day = local.date() if clock < end else local.date() + dt.timedelta(days=1)
+        return dt.datetime.combine(day, end, tzinfo=self._tz).astimezone(dt.timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedSms:
+    """A message as written to the outbox."""
+
+    id: int
+    to_phone: str
+    text: str
+    encoding: Encoding
+    parts: int
+    kind: SmsKind
+    next_attempt_at: dt.datetime
+    expires_at: dt.datetime
+    status: SmsStatus = SmsStatus.QUEUED
+
+
+_OPTED_OUT = "SELECT 1 FROM phone_preference WHERE phone_key=? AND notifications_off=?"
+_INSERT = (
+    "INSERT INTO outbound_sms (to_phone, text, encoding, parts, kind, urgent, status, attempts,"
+    " next_attempt_at, expires_at, transport, last_error, created_at)"
+    " VALUES (?,?,?,?,?,?,?,0,?,?,'','',?) RETURNING id"
+)
+
+
+class OutboxWriter:
+    def __init__(
+        self,
+        *,
+        policy: Policy,
+        max_parts: int,
+        ttl_seconds: int,
+        quiet: QuietHours,
+        phone_key: Callable[[str], str],
+        cut_markers: Mapping[str, str],
+        default_lang: str = "vi",
+    ) -> None:
+        self._policy = policy
+        self._max_parts = max_parts
+        self._ttl_seconds = ttl_seconds
+        self._quiet = quiet
+        self._phone_key = phone_key
+        self._markers = cut_markers
+        self._default_lang = default_lang
+
+    def after_quiet_hours(self, moment: dt.datetime) -> dt.datetime:
+        return self._quiet.release(moment)
+
+    async def opted_out(self, tx: Tx, phone: str) -> bool:
+        return bool(await tx.fetch(_OPTED_OUT, (self._phone_key(phone), True)))
+
+    async def enqueue(
+        self,
+        tx: Tx,
+        to: str,
+        text: str,
+        kind: SmsKind,
+        now: dt.datetime,
+        *,
+        urgent: bool = False,
+        ttl_seconds: int | None = None,
+        lang: str | None = None,
+    ) -> QueuedSms | None:
+        """Write one message; None if the phone opted out of this kind of message.
+
+        A text longer than ``max_parts`` parts is cut, and says so in ``lang``.
+        """
+        if not kind.essential and await self.opted_out(tx, to):
+            return None
+        # Work bounded before any measuring: nothing past the kept parts is ever sent
+        # (x3: unaccenting decomposed text can shrink it by up to three).
+        prepared = prepare(text[: self._max_parts * 160 * 3 + 160], self._policy)
+        prepared = fit_parts(prepared, self._max_parts, self._markers[lang or self._default_lang])
+        due = now if urgent or kind.essential else self.after_quiet_hours(now)
+        expires = max(due, now) + dt.timedelta(seconds=ttl_seconds or self._ttl_seconds)
+        rows = await tx.fetch(_INSERT, (
+            to, prepared.text, prepared.encoding.value, prepared.parts, kind.value, urgent,
+            SmsStatus.QUEUED.value, due, expires, now,
+        ))
+        return QueuedSms(rows[0][0], to, prepared.text, prepared.encoding, prepared.parts, kind, due, expires)

@@ -1,0 +1,87 @@
+"""Applying effects inside a unit of work: one handler per effect type, checked at start.
+
+``Services`` holds the domain services a unit of work may call (the outbox writer, phone
+preferences, and the services of later features). ``apply`` runs each effect's handler
+with the unit of work's transaction, in order; an exception rolls the whole unit back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Awaitable, Callable, Iterable
+
+from models.effects import Effect, SendSms, SetNotifications
+from models.entities import SmsKind, SmsStatus
+from models.fastsql import Tx
+from models.outbox import OutboxWriter
+
+Handler = Callable[[Tx, Any, dt.datetime], Awaitable[None]]
+
+_PREFERENCE_INSERT = (
+    "INSERT INTO phone_preference (phone_key, notifications_off, updated_at) VALUES (?,?,?)"
+    " ON CONFLICT (phone_key) DO UPDATE SET notifications_off=excluded.notifications_off,"
+    " updated_at=excluded.updated_at"
+)
+_CANCEL_WAITING = (
+    "UPDATE outbound_sms SET status=?, last_error=? WHERE to_phone=? AND status=? AND kind IN ({kinds})"
+)
+_NOT_ESSENTIAL = [kind.value for kind in SmsKind if not kind.essential]
+
+
+class Services:
+    def __init__(self, outbox: OutboxWriter, phone_key: Callable[[str], str],
+                 on_sms_queued: Callable[[], None] = lambda: None) -> None:
+        self.outbox = outbox
+        self._phone_key = phone_key
+        self._on_sms_queued = on_sms_queued
+        self._handlers: dict[type, Handler] = {
+            SendSms: self._send_sms,
+            SetNotifications: self._set_notifications,
+        }
+
+    def register(self, effect_type: type, handler: Handler) -> None:
+        """A feature's own effect and the service that applies it."""
+        self._handlers[effect_type] = handler
+
+    def check(self) -> None:
+        """Every effect type has its handler (the app calls this once everything registered)."""
+        # By name: a dataclass with slots is a second class object, beside the first one.
+        handled = {_name(cls) for cls in self._handlers}
+        missing = sorted({_name(cls) for cls in _effect_types()} - handled)
+        if missing:
+            raise TypeError(f"effects without a handler: {missing}")
+
+    async def apply(self, tx: Tx, effects: Iterable[Effect], now: dt.datetime) -> None:
+        for effect in effects:
+            await self._handlers[type(effect)](tx, effect, now)
+
+    async def _send_sms(self, tx: Tx, effect: SendSms, now: dt.datetime) -> None:
+        queued = await self.outbox.enqueue(
+            tx, effect.to, effect.text, effect.kind, now,
+            urgent=effect.urgent, ttl_seconds=effect.ttl_seconds, lang=effect.lang,
+        )
+        if queued is not None:
+            self._on_sms_queued()
+
+    async def _set_notifications(self, tx: Tx, effect: SetNotifications, now: dt.datetime) -> None:
+        key = self._phone_key(effect.phone)
+        await tx.fetch(_PREFERENCE_INSERT, (key, not effect.on, now))
+        if not effect.on:
+            # What is already waiting (held for quiet hours, or for a retry) is not sent either.
+            marks = ",".join("?" * len(_NOT_ESSENTIAL))
+            await tx.fetch(_CANCEL_WAITING.format(kinds=marks), (
+                SmsStatus.FAILED.value, "recipient opted out", effect.phone, SmsStatus.QUEUED.value, *_NOT_ESSENTIAL,
+            ))
+
+
+def _effect_types() -> list[type]:
+    found, todo = [], list(Effect.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo += cls.__subclasses__()
+    return found
+
+
+def _name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
