@@ -36,7 +36,7 @@ from gateway.sms import DeliveryReport, DeliveryState, OutgoingSms, SendOutcome,
 from models.sms_text import Encoding, Policy
 from menus.texts import LANGUAGES, T, text as catalogue
 from models.entities import OutboundSms, SmsKind, SmsStatus
-from models.fastsql import SqlRunner, Tx, orm_runner
+from models.fastsql import SqlRunner, Tx, open_runner
 from models.outbox import OutboxWriter, QueuedSms, QuietHours
 
 log = get_logger("gateway.outbox")
@@ -73,12 +73,14 @@ def outbox_writer(settings: Settings) -> OutboxWriter:
 class Outbox:
     """Writes messages to send: inside a unit of work (``tx``), or in one of its own.
 
-    ``sql`` is the app's runner; without one (a script, a test) the ORM's connection is used.
+    ``sql`` is the app's runner; without one (a script, a test) one of its own is opened on
+    first use (on SQLite a connection of its own, which takes the write lock up front).
     """
 
     def __init__(self, settings: Settings, clock: Clock = utcnow, sql: SqlRunner | None = None) -> None:
         self._clock = clock
         self._sql = sql
+        self._database_url = settings.database.url
         self.writer = outbox_writer(settings)
         self.wakeup = asyncio.Event()
 
@@ -99,8 +101,9 @@ class Outbox:
         """Write one message; None if the phone opted out of this kind of message."""
         now = self._clock()
         if tx is None:
-            sql = self._sql or orm_runner()
-            async with sql.transaction() as own:
+            if self._sql is None:
+                self._sql = open_runner(self._database_url)
+            async with self._sql.transaction() as own:
                 queued = await self.writer.enqueue(own, to, text, kind, now, urgent=urgent, ttl_seconds=ttl_seconds, lang=lang)
         else:
             queued = await self.writer.enqueue(tx, to, text, kind, now, urgent=urgent, ttl_seconds=ttl_seconds, lang=lang)

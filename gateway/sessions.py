@@ -17,7 +17,71 @@ from typing import Any
 
 from models.fastsql import SqlRunner, Tx, as_datetime
 
+import hashlib
+import hmac
+
 _COLUMNS = "id, state, hops, last_request, last_reply, ended, updated_at, phone_key"
+
+
+class RequestTrail:
+    """What a session keeps of the requests it answered, without keeping what was typed.
+
+    A cumulative text holds every input of the dialogue, OTP codes and PINs included, so it
+    never rests in the session row: the row's ``last_request`` holds keyed hashes of the
+    last few requests (cumulative texts, or hop ids) and how many inputs the last one had.
+    That is enough to tell a retry (the newest hash), a late copy of an earlier hop (an
+    older hash), and which inputs a new request adds (the hash of its first n inputs).
+    Stored as ``"<n>:<h1>,<h2>,...,<newest>"``.
+    """
+
+    KEEP = 8
+
+    def __init__(self, secret: str) -> None:
+        self._key = secret.encode()
+
+    def digest(self, value: str) -> str:
+        return hmac.new(self._key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:16]
+
+    @staticmethod
+    def _parse(stored: str) -> tuple[int, list[str]]:
+        count, sep, hashes = stored.partition(":")
+        if not sep or not count.lstrip("-").isdigit():
+            return -1, []
+        return int(count), hashes.split(",") if hashes else []
+
+    def extended(self, stored: str, request: str, inputs: int) -> str:
+        """The trail after answering ``request`` (``inputs`` of them; -1 for a hop id)."""
+        _, hashes = self._parse(stored)
+        return f"{inputs}:" + ",".join([*hashes, self.digest(request)][-self.KEEP:])
+
+    def started(self, request: str, inputs: int) -> str:
+        return f"{inputs}:{self.digest(request)}"
+
+    def is_last(self, stored: str, request: str) -> bool:
+        _, hashes = self._parse(stored)
+        return bool(hashes) and hmac.compare_digest(hashes[-1], self.digest(request))
+
+    def is_earlier(self, stored: str, request: str) -> bool:
+        _, hashes = self._parse(stored)
+        return self.digest(request) in hashes[:-1]
+
+    def newest_inputs(self, stored: str, cumulative: str) -> list[str]:
+        """The inputs a cumulative ``text`` adds to what the session already saw."""
+        if not cumulative:
+            return []
+        segments = cumulative.split("*")
+        count, hashes = self._parse(stored)
+        if count == 0 and hashes:
+            return segments
+        if hashes and 0 < count < len(segments) and self.digest("*".join(segments[:count])) == hashes[-1]:
+            return segments[count:]
+        # The aggregator's history diverged from ours (it dropped or rewrote a hop):
+        # the last segment is still what the caller just typed.
+        return [segments[-1]]
+
+
+def input_count(cumulative: str) -> int:
+    return 0 if not cumulative else cumulative.count("*") + 1
 
 
 @dataclass(frozen=True, slots=True)

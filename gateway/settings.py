@@ -45,6 +45,10 @@ class SecuritySettings:
     # X-Gateway-Token header.
     webhook_token_env: str = "GATEWAY_WEBHOOK_TOKEN"
     webhook_token: str = field(default="", repr=False)
+    # ID numbers are stored only as a keyed hash (and their last three digits); OTP codes
+    # too. Without this variable the secret key above is used.
+    id_key_env: str = "GATEWAY_ID_KEY"
+    id_key: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +101,27 @@ class SmsSettings:
     max_parts: int = 3
     # A longer incoming text is refused (400): no SMS is longer (255 parts of 153).
     max_inbound_chars: int = 40000
+
+
+@dataclass(frozen=True, slots=True)
+class OtpSettings:
+    """One-time codes sent by SMS (registration, PIN reset, deletion, the portal's API)."""
+
+    code_ttl_seconds: int = 300
+    max_checks: int = 5
+    resend_seconds: int = 60
+    per_phone_per_hour: int = 5
+    global_per_minute: int = 300
+
+
+@dataclass(frozen=True, slots=True)
+class PinSettings:
+    max_failures: int = 5
+    lock_seconds: int = 900
+    # scrypt cost (N must be a power of two); run off the event loop.
+    scrypt_n: int = 16384
+    scrypt_r: int = 8
+    scrypt_p: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +185,8 @@ class Settings:
     locale: LocaleSettings = LocaleSettings()
     sms: SmsSettings = SmsSettings()
     retention: RetentionSettings = RetentionSettings()
+    otp: OtpSettings = OtpSettings()
+    pin: PinSettings = PinSettings()
     kannel: KannelSettings = KannelSettings()
     smpp: SmppSettings = SmppSettings()
     http_sms: HttpSmsSettings = HttpSmsSettings()
@@ -273,6 +300,17 @@ def _validate(settings: Settings) -> Settings:
                 "max_parts", "max_inbound_chars"):
         if getattr(sms, key) < 1:
             raise SettingsError(f"sms.{key} must be at least 1")
+    otp = settings.otp
+    for key in ("code_ttl_seconds", "max_checks", "per_phone_per_hour", "global_per_minute"):
+        if getattr(otp, key) < 1:
+            raise SettingsError(f"otp.{key} must be at least 1")
+    if otp.resend_seconds < 0:
+        raise SettingsError("otp.resend_seconds must not be negative")
+    pin = settings.pin
+    if pin.max_failures < 1 or pin.lock_seconds < 1:
+        raise SettingsError("pin.max_failures and pin.lock_seconds must be at least 1")
+    if pin.scrypt_n < 2 or pin.scrypt_n & (pin.scrypt_n - 1):
+        raise SettingsError(f"pin.scrypt_n must be a power of two, got {pin.scrypt_n}")
     retention = settings.retention
     for key in ("interval_seconds", "batch_size", "inbound_sms_days", "outbound_sms_days", "lease_seconds"):
         if getattr(retention, key) < 1:

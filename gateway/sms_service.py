@@ -29,7 +29,7 @@ from models.effects import SendSms
 from models.entities import SmsKind
 from models.fastsql import SqlRunner
 from models.inbound import claim_fingerprint, record_inbound
-from models.unit_of_work import Services
+from models.unit_of_work import Services, UnitOfWork
 
 log = get_logger("gateway.sms")
 
@@ -62,17 +62,18 @@ class SmsService:
         now = self._clock()
         key = phone_key(message.sender, self._settings.security.secret_key)
         digest = text_digest(message.text)
-        agency = await self._directory.agency_for_sms_number(message.receiver)
-        ctx = HopContext(directory=self._directory, phone=message.sender, agency=agency, now=now, tz=self._tz)
-        answer = await keywords.answer(ctx, message.text)
-        reply = SendSms(message.sender, answer.reply, SmsKind.REPLY, answer.lang)
         try:
             async with self._sql.transaction() as tx:
                 if not await claim_fingerprint(tx, key, digest, now, self._window):
                     raise _Duplicate  # the same text from this phone within the window
+                agency = await self._directory.agency_for_sms_number(message.receiver)
+                ctx = HopContext(directory=self._directory, phone=message.sender, agency=agency, now=now,
+                                 tz=self._tz, uow=UnitOfWork(tx, self._services, now))
+                answer = await keywords.answer(ctx, message.text)
                 if not await record_inbound(tx, message.transport, message.provider_id, key, digest,
                                             answer.command.value, now):
                     raise _Duplicate  # the provider's id was seen before
+                reply = SendSms(message.sender, answer.reply, SmsKind.REPLY, answer.lang)
                 await self._services.apply(tx, (*answer.effects, reply), now)
         except _Duplicate:
             # The transaction rolled back: nothing of this copy was written.

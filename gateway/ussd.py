@@ -23,9 +23,9 @@ from menus.engine import HopContext, MenuState, Reply, Screen, render, resume_st
 from menus.render import Renderer
 from menus.texts import T, text
 from menus.views import Directory
-from gateway.sessions import SessionRecord, SessionStore
-from models.fastsql import SqlRunner
-from models.unit_of_work import Services
+from gateway.sessions import RequestTrail, SessionRecord, SessionStore, input_count
+from models.fastsql import SqlRunner, Tx
+from models.unit_of_work import Services, UnitOfWork
 
 log = get_logger("gateway.ussd")
 
@@ -44,19 +44,6 @@ class HopOutcome:
     retry: bool = False
 
 
-def newest_inputs(previous: str | None, cumulative: str) -> list[str]:
-    """The inputs a cumulative ``text`` adds to what the session already saw."""
-    if not cumulative:
-        return []
-    if not previous:
-        return cumulative.split("*")
-    if cumulative.startswith(previous + "*"):
-        return cumulative[len(previous) + 1 :].split("*")
-    # The aggregator's history diverged from ours (it dropped or rewrote a hop):
-    # the last segment is still what the caller just typed.
-    return [cumulative.rsplit("*", 1)[-1]]
-
-
 class UssdService:
     def __init__(
         self,
@@ -72,6 +59,7 @@ class UssdService:
         self._sessions = sessions
         self._sql = sql
         self._services = services
+        self._trail = RequestTrail(settings.security.secret_key)
         self._clock = clock
         self._renderer = Renderer(settings.ussd.screen_limit)
         self._tz = zoneinfo.ZoneInfo(settings.locale.timezone)
@@ -86,21 +74,34 @@ class UssdService:
         if self._oversized(request):
             # Refused before any read or write: the session, if any, is left as it was.
             return self._refusal(None, 0)
+        try:
+            # One unit of work: the hop's reads, its session write and its effects, or none.
+            async with self._sql.transaction() as tx:
+                return await self._hop(tx, request, now)
+        except _LostRace:
+            # The same hop raced in twice (an eager retry): answer what the winner stored;
+            # everything this copy did rolled back.
+            winner = await self._sessions.get(request.channel, request.session_id)
+            assert winner is not None
+            return HopOutcome(UssdReply(winner.last_reply, winner.ended), _screen_of(winner.state), winner.hops, True)
+
+    async def _hop(self, tx: Tx, request: UssdRequest, now: dt.datetime) -> HopOutcome:
+        trail = self._trail
         retry_key = request.cumulative if request.cumulative is not None else request.hop_id
         key = phone_key(request.msisdn, self._settings.security.secret_key)
         row = await self._sessions.get(request.channel, request.session_id)
         recycled = None
         if row is not None:
-            same_hop = retry_key is not None and row.last_request == retry_key
+            same_hop = retry_key is not None and trail.is_last(row.last_request, retry_key)
             if row.phone_key != key or (request.new and not (same_hop and row.hops == 1)):
                 # The provider reused a session id for another dialogue (another phone, or a
                 # fresh dial): nothing of the old one may leak into it.
                 recycled, row = row, None
-        if row is not None and not self._expired(row, now) and (
-            (retry_key is not None and row.last_request == retry_key) or _is_older_hop(row, request)
+        if row is not None and not self._expired(row, now) and retry_key is not None and (
+            trail.is_last(row.last_request, retry_key) or self._is_older_hop(row, request)
         ):
-            # A copy of the last hop, or a late copy of an earlier one (its cumulative text is
-            # a prefix of what the session has seen): the stored answer, and nothing moves.
+            # A copy of the last hop, or a late copy of an earlier one (``4`` after ``4*9``):
+            # the stored answer, and nothing moves.
             return HopOutcome(UssdReply(row.last_reply, row.ended), _screen_of(row.state), row.hops, retry=True)
         if row is not None and (row.ended or self._expired(row, now)):
             lang = row.state.get("lang", self._settings.ussd.default_language)
@@ -117,6 +118,7 @@ class UssdService:
             now=now,
             tz=self._tz,
             renderer=self._renderer,
+            uow=UnitOfWork(tx, self._services, now),
         )
         superseded = None  # a dropped dialogue this hop offers to resume: ended with the hop
         if row is None:
@@ -127,7 +129,7 @@ class UssdService:
         else:
             state = MenuState.from_json(row.state)
             if request.cumulative is not None:
-                inputs = newest_inputs(row.last_request, request.cumulative)
+                inputs = trail.newest_inputs(row.last_request, request.cumulative)
             else:
                 inputs = [request.latest or ""]
             if len(inputs) > self._settings.ussd.max_inputs_per_hop:
@@ -136,30 +138,32 @@ class UssdService:
 
         stored = UssdReply(reply.text, reply.end)
         saved_state = state.to_json()
-        hop = 1 if row is None else row.hops + 1
-        try:
-            # One unit of work: the session's new state and the hop's effects, or neither.
-            async with self._sql.transaction() as tx:
-                if row is None and recycled is not None:
-                    saved = await self._sessions.restart(tx, recycled, key, saved_state, retry_key or "", stored.text, stored.end, now)
-                elif row is None:
-                    saved = await self._sessions.create(
-                        tx, request.channel, request.session_id, key, saved_state, retry_key or "", stored.text, stored.end, now
-                    )
-                else:
-                    saved = await self._sessions.advance(tx, row, saved_state, retry_key or "", stored.text, stored.end, now)
-                if not saved:
-                    raise _LostRace
-                if superseded is not None:
-                    await self._sessions.end(superseded, tx=tx)  # offered once, then superseded
-                await self._services.apply(tx, reply.effects, now)
-        except _LostRace:
-            # The same hop raced in twice (an eager retry): answer what the winner stored;
-            # this copy's effects rolled back with it.
-            winner = await self._sessions.get(request.channel, request.session_id)
-            assert winner is not None
-            return HopOutcome(UssdReply(winner.last_reply, winner.ended), _screen_of(winner.state), winner.hops, True)
-        return HopOutcome(stored, state.frame.screen.value if state.stack else "goodbye", hop)
+        count = input_count(request.cumulative) if request.cumulative is not None else -1
+        if row is None and recycled is not None:
+            saved = await self._sessions.restart(
+                tx, recycled, key, saved_state, trail.started(retry_key or "", count), stored.text, stored.end, now)
+        elif row is None:
+            saved = await self._sessions.create(
+                tx, request.channel, request.session_id, key, saved_state, trail.started(retry_key or "", count),
+                stored.text, stored.end, now,
+            )
+        else:
+            saved = await self._sessions.advance(
+                tx, row, saved_state, trail.extended(row.last_request, retry_key or "", count), stored.text, stored.end, now)
+        if not saved:
+            raise _LostRace
+        if superseded is not None:
+            await self._sessions.end(superseded)  # offered once, then superseded
+        await self._services.apply(tx, reply.effects, now)
+        return HopOutcome(stored, state.frame.screen.value if state.stack else "goodbye", 1 if row is None else row.hops + 1)
+
+    def _is_older_hop(self, row: SessionRecord, request: UssdRequest) -> bool:
+        """A cumulative text the session answered before (``4`` after ``4*9``; the empty
+        dial after any input): a late copy of an earlier hop."""
+        cumulative = request.cumulative
+        if cumulative is None or row.hops < 2:
+            return False
+        return cumulative == "" or self._trail.is_earlier(row.last_request, cumulative)
 
     def _expired(self, row: SessionRecord, now: dt.datetime) -> bool:
         return now - row.updated_at > self._ttl
@@ -229,15 +233,6 @@ class UssdService:
 
 # Dial strings are short ("*384*1*2610300002#"); one longer than this is not a dial.
 MAX_SERVICE_CODE = 64
-
-
-def _is_older_hop(row: SessionRecord, request: UssdRequest) -> bool:
-    """A cumulative text that stops short of what the session already saw, at an input
-    boundary (``4`` after ``4*9``; the empty dial after any input): a late copy."""
-    cumulative = request.cumulative
-    if cumulative is None or row.hops < 2:
-        return False
-    return cumulative == "" or row.last_request.startswith(cumulative + "*")
 
 
 def _screen_of(state: dict) -> str:

@@ -88,6 +88,9 @@ class HopContext:
     now: dt.datetime  # aware, UTC
     tz: dt.tzinfo
     renderer: Renderer | None = None  # USSD only; SMS answers are not screens
+    # The hop's unit of work (models.unit_of_work.UnitOfWork), for steps whose answer
+    # depends on a change (an OTP check, a PIN attempt); None where nothing may change.
+    uow: Any = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,6 +97,9 @@ class Dossier(Model):
     )
     applicant_name = fields.CharField(max_length=120)
     applicant_phone = fields.CharField(max_length=16, db_index=True)  # E.164
+    # Keyed hash of the applicant's ID number, when the one-stop system gave it: matches the
+    # dossier to a registered citizen ("my dossiers") without storing the number.
+    applicant_id_hash = fields.CharField(max_length=64, null=True)
     status = fields.IntEnumField(DossierStatus)
     status_note = fields.CharField(max_length=300, default="")
     received_at = fields.DatetimeField()
@@ -108,6 +111,8 @@ class Dossier(Model):
 
     class Meta:
         table = "dossier"
+        # AddIndex, not db_index on the field: AddField does not create a field's index.
+        indexes = (("applicant_id_hash",),)
 
 
 class DossierStatusChange(Model):
@@ -259,3 +264,106 @@ class Lease(Model):
 
     class Meta:
         table = "lease"
+
+
+class Citizen(Model):
+    """A registered citizen. Only what the service needs: the phone as a keyed hash (every
+    request brings the number itself), the ID number as a keyed hash plus its last three
+    digits for display, the name as typed (for greeting), and the PIN as a slow salted hash."""
+
+    id = fields.BigIntField(primary_key=True)
+    phone_key = fields.CharField(max_length=64, unique=True)
+    id_hash = fields.CharField(max_length=64, db_index=True)
+    id_last3 = fields.CharField(max_length=3)
+    name = fields.CharField(max_length=60)
+    lang = fields.CharField(max_length=2, default="vi")
+    pin_hash = fields.CharField(max_length=200, null=True)
+    pin_failures = fields.IntField(default=0)
+    pin_locked_until = fields.DatetimeField(null=True)
+    registered_at = fields.DatetimeField()
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "citizen"
+
+
+class OtpChallenge(Model):
+    """One OTP sent to a phone for one purpose. The code is kept only as a keyed hash."""
+
+    id = fields.BigIntField(primary_key=True)
+    public_id = fields.CharField(max_length=40, unique=True)  # what the portal's API sees
+    phone_key = fields.CharField(max_length=64)
+    purpose = fields.CharField(max_length=24)
+    code_hash = fields.CharField(max_length=64)
+    # pending | approved | expired | canceled | failed (too many wrong codes)
+    status = fields.CharField(max_length=12, default="pending")
+    checks = fields.IntField(default=0)
+    api_client_id = fields.BigIntField(null=True)
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    resend_after = fields.DatetimeField()
+    decided_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "otp_challenge"
+        indexes = (("phone_key", "purpose", "status"), ("created_at",))
+
+
+class RateCounter(Model):
+    """A count of events in one fixed window (OTPs per phone per hour, per minute overall),
+    raised with one atomic upsert so that limits hold across workers."""
+
+    id = fields.BigIntField(primary_key=True)
+    scope = fields.CharField(max_length=100)
+    window_start = fields.DatetimeField()
+    count = fields.IntField(default=0)
+
+    class Meta:
+        table = "rate_counter"
+        unique_together = (("scope", "window_start"),)
+        indexes = (("window_start",),)
+
+
+class ApiClient(Model):
+    """A system allowed to call /api/v1 (the provincial portal, a one-stop system).
+    The key is shown once when made; only its SHA-256 is kept."""
+
+    id = fields.BigIntField(primary_key=True)
+    name = fields.CharField(max_length=80, unique=True)
+    key_prefix = fields.CharField(max_length=12)
+    key_hash = fields.CharField(max_length=64, unique=True)
+    scopes = fields.CharField(max_length=200)  # space separated: "otp", "sync", ...
+    active = fields.BooleanField(default=True)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "api_client"
+
+
+class SmsRegistration(Model):
+    """A registration started by SMS (DK ...), waiting for consent (DONG Y) and then the OTP."""
+
+    id = fields.BigIntField(primary_key=True)
+    phone_key = fields.CharField(max_length=64, unique=True)
+    id_hash = fields.CharField(max_length=64)
+    id_last3 = fields.CharField(max_length=3)
+    name = fields.CharField(max_length=60)
+    lang = fields.CharField(max_length=2, default="vi")
+    stage = fields.CharField(max_length=12)  # consent | otp
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+
+    class Meta:
+        table = "sms_registration"
+
+
+class DeletionAudit(Model):
+    """That a citizen's data was deleted on request, and when and how: nothing that says who."""
+
+    id = fields.BigIntField(primary_key=True)
+    deleted_at = fields.DatetimeField()
+    channel = fields.CharField(max_length=8)  # ussd | sms
+    removed = fields.CharField(max_length=200)  # what went, e.g. "citizen,pin,preferences"
+
+    class Meta:
+        table = "deletion_audit"

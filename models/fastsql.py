@@ -13,12 +13,14 @@ run a handful of fixed statements through one of these runners, written once wit
 
 Values cross in the ORM's own formats, so rows written here read back through the ORM.
 
-A unit of work (a USSD hop's session write and its effects, an incoming SMS with its
-reply) is ``async with runner.transaction() as tx``: one connection, one transaction,
-statements through ``tx.fetch``. On SQLite the runner's one connection is shared by every
-task of the process, so a transaction holds it (an asyncio lock) from BEGIN IMMEDIATE to
-COMMIT; statements outside a transaction take the same lock for their one statement.
-Nothing inside a transaction may wait on the network.
+A unit of work (a USSD hop: its reads, its session write and its effects; an incoming
+SMS with its reply) is ``async with runner.transaction() as tx``: one connection, one
+transaction. Inside it, every statement of the task goes through that transaction, whether
+sent to ``tx`` or to the runner (a context variable routes it), and a nested
+``transaction()`` joins it. On SQLite the runner's one connection is shared by every task
+of the process, so a transaction holds it (an asyncio lock) from BEGIN IMMEDIATE to COMMIT;
+statements outside a transaction take the same lock for their one statement. Nothing
+inside a transaction may wait on the network.
 """
 
 from __future__ import annotations
@@ -56,14 +58,13 @@ class SqlRunner(Protocol):
     async def close(self) -> None: ...
 
 
-# Set while a task is inside a transaction: a statement sent past it (to the runner rather
-# than the transaction) would wait for the lock its own task holds.
-_IN_TRANSACTION: contextvars.ContextVar[bool] = contextvars.ContextVar("in_transaction", default=False)
+# The transaction of the unit of work the task is in: statements sent to the runner go
+# through it (sent past it they would wait for the lock their own task holds).
+_CURRENT: contextvars.ContextVar["Tx | None"] = contextvars.ContextVar("current_transaction", default=None)
 
 
-def _outside_transaction() -> None:
-    if _IN_TRANSACTION.get():
-        raise RuntimeError("a statement inside a unit of work must go through its transaction (tx.fetch)")
+def current_transaction() -> "Tx | None":
+    return _CURRENT.get()
 
 
 def sqlite_timestamp(moment: dt.datetime) -> str:
@@ -96,29 +97,36 @@ class SqliteRunner:
         self._lock = asyncio.Lock()
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        _outside_transaction()
+        current = _CURRENT.get()
+        if current is not None:
+            return await current.fetch(sql, params)
         values = _sqlite_values(params)
         async with self._lock:
             return await self._when_free(lambda: self._db.execute(sql, values).fetchall())
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
-        _outside_transaction()
+        current = _CURRENT.get()
+        if current is not None:
+            yield current  # joins the unit of work the task is in
+            return
         async with self._lock:
             await self._when_free(lambda: self._db.execute("BEGIN IMMEDIATE"))
-            token = _IN_TRANSACTION.set(True)
+            tx = _SqliteTx(self._db)
+            token = _CURRENT.set(tx)
             try:
-                yield _SqliteTx(self._db)
+                yield tx
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             else:
                 self._db.execute("COMMIT")
             finally:
-                _IN_TRANSACTION.reset(token)
+                _CURRENT.reset(token)
 
     async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        _outside_transaction()
+        if _CURRENT.get() is not None:
+            raise RuntimeError("execute_many commits on its own: not inside a unit of work")
         values = [_sqlite_values(row) for row in rows]
 
         def run() -> None:
@@ -171,25 +179,32 @@ class TortoiseRunner:
         self._numbered: dict[str, str] = {}
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        _outside_transaction()
+        current = _CURRENT.get()
+        if current is not None:
+            return await current.fetch(sql, params)
         return await _tortoise_fetch(self._conn, self._number(sql), params, self.dialect)
 
     async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        _outside_transaction()
+        if _CURRENT.get() is not None:
+            raise RuntimeError("execute_many commits on its own: not inside a unit of work")
         convert = _sqlite_values if self.dialect == "sqlite" else list
         await self._conn.execute_many(self._number(sql), [convert(row) for row in rows])
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
-        _outside_transaction()
+        current = _CURRENT.get()
+        if current is not None:
+            yield current  # joins the unit of work the task is in
+            return
         from tortoise.transactions import in_transaction
 
         async with in_transaction(self._connection_name) as connection:
-            token = _IN_TRANSACTION.set(True)
+            tx = _TortoiseTx(connection, self._number, self.dialect)
+            token = _CURRENT.set(tx)
             try:
-                yield _TortoiseTx(connection, self._number, self.dialect)
+                yield tx
             finally:
-                _IN_TRANSACTION.reset(token)
+                _CURRENT.reset(token)
 
     def _number(self, sql: str) -> str:
         if self.dialect != "postgres":

@@ -85,3 +85,20 @@ def _effect_types() -> list[type]:
 
 def _name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class UnitOfWork:
+    """One hop's or one text's transaction, with the services that may act in it. A step
+    that must know the outcome of a change to answer (was the code right? is the PIN
+    locked?) calls a service through ``services`` with ``tx``; anything else it returns
+    as effects, applied by the edge after the session write."""
+
+    __slots__ = ("tx", "services", "now")
+
+    def __init__(self, tx: Tx, services: Services, now: dt.datetime) -> None:
+        self.tx = tx
+        self.services = services
+        self.now = now
+
+    async def apply(self, effects: Iterable[Effect]) -> None:
+        await self.services.apply(self.tx, effects, self.now)

@@ -270,6 +270,18 @@ async def test_a_late_copy_of_an_earlier_hop_is_answered_without_moving_the_sess
         kind, screen = await caller.post(late)
         assert (kind, screen) == ("CON", page_two)
     after = await UssdSession.get(external_id=caller.session_id)
-    assert (after.hops, after.last_request) == (session.hops, session.last_request) == (3, "4*9")
+    assert (after.hops, after.last_request) == (session.hops, session.last_request)
+    assert after.hops == 3 and after.last_request.startswith("2:")  # two inputs, "4*9", kept hashed
     _, screen = await caller.press("8")  # the dialogue carries on from where it was
     assert screen.startswith("Thu tuc")
+
+
+async def test_what_the_caller_typed_never_rests_in_the_session_row(phone):
+    """Cumulative texts carry OTPs and PINs: the row keeps keyed hashes of them only."""
+    caller = phone()
+    await caller.dial()
+    await caller.press("1")
+    await caller.press("2610300002")
+    session = await UssdSession.get(external_id=caller.session_id)
+    assert "2610300002" not in session.last_request and "1*" not in session.last_request
+    assert "2610300002" not in json.dumps(session.state)
