@@ -10,11 +10,33 @@ from __future__ import annotations
 from gateway.outbox import Outbox
 from gateway.phones import phone_key
 from gateway.settings import Settings
+from menus.texts import T, text
+from models.citizens import CitizenService
+from models.otp import OtpPurpose, OtpService
 from models.unit_of_work import Services
+
+_PURPOSE_TEXT = {
+    OtpPurpose.REGISTER: T.OTP_FOR_REGISTER,
+    OtpPurpose.PIN_RESET: T.OTP_FOR_PIN_RESET,
+    OtpPurpose.DELETE_DATA: T.OTP_FOR_DELETE_DATA,
+    OtpPurpose.PORTAL: T.OTP_FOR_PORTAL,
+}
+assert set(_PURPOSE_TEXT) == set(OtpPurpose), "every OTP purpose needs its words in the SMS"
+
+
+def otp_sms_text(lang: str, purpose: OtpPurpose, code: str, minutes: int) -> str:
+    return text(lang, T.OTP_SMS, code=code, purpose=text(lang, _PURPOSE_TEXT[purpose]), minutes=minutes)
 
 
 def build_services(settings: Settings, outbox: Outbox) -> Services:
     secret = settings.security.secret_key
-    services = Services(outbox.writer, lambda phone: phone_key(phone, secret), on_sms_queued=outbox.wakeup.set)
+    id_key = settings.security.id_key or secret
+
+    def key_of(phone: str) -> str:
+        return phone_key(phone, secret)
+
+    services = Services(outbox.writer, key_of, on_sms_queued=outbox.wakeup.set)
+    services.otp = OtpService(settings.otp, outbox.writer, id_key, key_of, otp_sms_text)
+    services.citizens = CitizenService(settings.pin, id_key, key_of)
     services.check()
     return services

@@ -32,6 +32,9 @@ class Services:
     def __init__(self, outbox: OutboxWriter, phone_key: Callable[[str], str],
                  on_sms_queued: Callable[[], None] = lambda: None) -> None:
         self.outbox = outbox
+        # The features' services, set by the edge that builds this (gateway.services).
+        self.otp: Any = None
+        self.citizens: Any = None
         self._phone_key = phone_key
         self._on_sms_queued = on_sms_queued
         self._handlers: dict[type, Handler] = {

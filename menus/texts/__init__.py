@@ -84,6 +84,11 @@ class T(enum.Enum):
     SMS_PROCEDURE_NOT_FOUND = enum.auto()
     SMS_OPTED_OUT = enum.auto()
     SMS_OPTED_IN = enum.auto()
+    OTP_SMS = enum.auto()
+    OTP_FOR_REGISTER = enum.auto()
+    OTP_FOR_PIN_RESET = enum.auto()
+    OTP_FOR_DELETE_DATA = enum.auto()
+    OTP_FOR_PORTAL = enum.auto()
 
 
 def _catalogues() -> dict[str, Mapping[T, str]]:

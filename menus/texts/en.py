@@ -83,5 +83,10 @@ TEXTS = {
     T.SMS_PROCEDURE_NEED_NAME: "Send INFO <procedure>, e.g. INFO birth, INFO marriage, INFO temporary residence.",
     T.SMS_PROCEDURE_NOT_FOUND: "No procedure matches {query}. E.g. INFO birth, INFO marriage, INFO temporary residence.",
     T.SMS_OPTED_OUT: "Dossier alerts to this number are stopped. OTP codes and replies still come. Send START to resume.",
+    T.OTP_SMS: "OTP {code} to {purpose}, valid for {minutes} minutes. NEVER share this code with anyone, staff included.",
+    T.OTP_FOR_REGISTER: "register for public services",
+    T.OTP_FOR_PIN_RESET: "reset your public services PIN",
+    T.OTP_FOR_DELETE_DATA: "delete your personal data",
+    T.OTP_FOR_PORTAL: "verify on the public services portal",
     T.SMS_OPTED_IN: "Dossier alerts to this number are on again. Send STOP to stop them.",
 }

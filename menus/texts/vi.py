@@ -84,4 +84,9 @@ TEXTS = {
     T.SMS_PROCEDURE_NOT_FOUND: "Khong tim thay thu tuc {query}. Vd: TT khai sinh, TT ket hon, TT tam tru.",
     T.SMS_OPTED_OUT: "Da ngung tin bao ho so den so nay. Ma OTP va tin tra loi van duoc gui. Gui DK TB de nhan lai.",
     T.SMS_OPTED_IN: "Da bat lai tin bao ho so cho so nay. Gui HUY de ngung.",
+    T.OTP_SMS: "Ma OTP {code} de {purpose}, het han sau {minutes} phut. KHONG chia se ma nay cho bat ky ai, ke ca can bo.",
+    T.OTP_FOR_REGISTER: "dang ky tai khoan DVC",
+    T.OTP_FOR_PIN_RESET: "dat lai ma PIN DVC",
+    T.OTP_FOR_DELETE_DATA: "xoa du lieu ca nhan DVC",
+    T.OTP_FOR_PORTAL: "xac thuc tren Cong DVC",
 }
