@@ -43,6 +43,8 @@ TRANSPORT = web.AppKey("transport", SmsTransport)
 DIRECTORY = web.AppKey("directory", DatabaseDirectory)
 USSD = web.AppKey("ussd", UssdService)
 METRICS = web.AppKey("metrics", Metrics)
+SQL = web.AppKey("sql", object)  # the app's SqlRunner: its units of work
+SERVICES = web.AppKey("services", object)  # models.unit_of_work.Services
 
 
 _REQUEST_IDS = itertools.count(1)
@@ -242,6 +244,7 @@ def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] | None = 
             sessions = SessionStore(sql)
             outbox = Outbox(settings, clock or utcnow, sql)
             services = build_services(settings, outbox)
+            app[SQL], app[SERVICES] = sql, services
             app[USSD] = UssdService(settings, directory, sessions, sql, services, clock or utcnow)
             sms = SmsService(settings, directory, sql, services, clock or utcnow)
             app[OUTBOX], app[SMS] = outbox, sms
