@@ -26,6 +26,7 @@ from gateway.providers.http_aggregator import (
 from gateway.settings import HttpSmsSettings
 from gateway.sms import DeliveryState, OutgoingSms, SendOutcome
 from models.sms_text import Encoding
+from tests.waiting import eventually
 
 # --- Provider payloads, verbatim ------------------------------------------------------
 
@@ -471,17 +472,6 @@ async def test_callbacks_parse_a_real_url_encoded_post(aiohttp_client):
 # gateway.app.create_app with sms.transport = "http" pointed at the stand-in aggregator:
 # the aggregator's callbacks are posted to /sms/http/* as it posts them, and the replies
 # they cause go out through the app's outbox and transport to the aggregator.
-
-
-async def eventually(check, timeout: float, what: str):
-    """Await ``check()`` until it returns something truthy; fail loudly when time runs out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what} (last: {value!r})"
-        await asyncio.sleep(0.02)
 
 
 def sent_reply(message_id: str, number: str = "+84987542228") -> dict:

@@ -29,6 +29,8 @@ from gateway.settings import from_mapping
 from models.entities import Dossier, DossierStatus, OutboundSms, SmsKind, SmsStatus
 from models.seed import DEMO_PHONE, seed
 from tests.peers.kannel import KannelPeer
+from tests.waiting import eventually
+from tests.servers import free_port
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 # Not only letters and digits: the README's rule for writing it into Kannel's URLs (and the
@@ -78,12 +80,6 @@ def for_this_run(value: str, base: str) -> str:
     return value.replace(GATEWAY_PLACEHOLDER, base).replace(TOKEN_PLACEHOLDER, quote(TOKEN, safe="").replace("%", "%%"))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 async def gateway_with_kannel(aiohttp_server, database_url, clock):
     port = free_port()
@@ -128,13 +124,6 @@ async def gateway_with_kannel(aiohttp_server, database_url, clock):
         yield server, kannel, settings, inbound_queries
 
 
-async def wait_for(predicate, what: str, timeout=15.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out after {timeout}s waiting for {what}"
-        await asyncio.sleep(0.1)
-
-
 async def test_outbound_sms_reach_the_phone_in_both_encodings_with_delivery_reports(gateway_with_kannel):
     server, kannel, settings, _ = gateway_with_kannel
     plain = await server.app[OUTBOX].enqueue(DEMO_PHONE, "Hồ sơ của bạn đã được xử lý xong", SmsKind.INFO, urgent=True)
@@ -159,7 +148,7 @@ async def test_outbound_sms_reach_the_phone_in_both_encodings_with_delivery_repo
     async with aiohttp.ClientSession() as http:
         async with http.get(server.make_url("/sms/kannel/dlr"), params={"id": str(plain.id), "type": "1"}) as response:
             assert response.status == 401
-    await wait_for(delivered, "Kannel's delivery reports to mark both messages delivered")
+    await eventually(delivered, 15, "Kannel's delivery reports to mark both messages delivered")
     rows = await OutboundSms.filter(id__in=[plain.id, accented.id])
     assert all(r.transport == "kannel" and r.delivered_at is not None for r in rows)
 

@@ -29,6 +29,8 @@ from urllib.parse import unquote_plus
 from gateway import app as gateway_app
 from gateway import logs
 from gateway.app import create_app
+from tests.waiting import eventually as wait_until
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 # The caller's number in every spelling the tests send, and what must never appear.
@@ -78,13 +80,6 @@ async def raw_exchange(host: str, port: int, request: bytes) -> bytes:
         return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
     finally:
         writer.close()
-
-
-async def wait_until(condition, timeout: float = 5.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        await asyncio.sleep(0.01)
 
 
 # The longest request line the app lets aiohttp's parser take (Kannel's get-url carries the text).
@@ -315,12 +310,6 @@ async def test_the_access_log_is_a_json_line_without_the_query(settings, clock, 
     assert any(e["status"] == 400 for e in access)
     assert "?" not in json.dumps(access) and "2611230001" not in json.dumps(access)
     assert_no_personal_data(rendered)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def test_python_m_gateway_run_writes_only_redacted_json_to_stderr(tmp_path):

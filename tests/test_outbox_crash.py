@@ -45,6 +45,7 @@ from gateway.settings import load
 from models.db import open_database
 from models.fastsql import orm_runner
 from models.entities import SmsKind
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TOTAL = 5000
@@ -58,12 +59,6 @@ KILL_AT = int(0.3 * TOTAL)
 KILL_WHEN_CLAIMED = range(2 * CONCURRENCY, BATCH - CONCURRENCY + 1)
 API_KEY = "crash-test-key"
 NUMBER = re.compile(r"Tin thu (\d{5})\b")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def number_of(text: str) -> int:

@@ -27,6 +27,7 @@ from models.leases import Leases
 from models.retention import COUNT_KEYS, LEASE_NAME, Purger
 from models.seed import DEMO_PHONE
 from tests.conftest import Phone
+from tests.waiting import eventually as wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 DAY = 86400
@@ -430,15 +431,6 @@ async def test_a_long_pass_renews_its_lease_and_stops_when_it_was_taken_over(app
 
 
 # -- in the server ------------------------------------------------------------------------------
-
-
-async def wait_for(condition, timeout=10.0, what="condition"):
-    """Poll an async condition; fail loudly when it does not come true in time."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await condition():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def test_the_server_runs_the_purger_under_its_lease_and_releases_it(make_client, settings, clock):

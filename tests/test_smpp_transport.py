@@ -21,6 +21,8 @@ from gateway.settings import SmppSettings
 from gateway.sms import DeliveryReport, DeliveryState, IncomingSms, OutgoingSms, SendOutcome
 from models.sms_text import Encoding, split_parts
 from tests.peers.smsc import SmscPeer, SmscProcess, concat_parts_text, free_port
+from tests.waiting import eventually
+from tests.waiting import eventually as wait_until
 
 PHONE = "+84987542228"
 LONG_VI = (
@@ -51,13 +53,6 @@ class Sink:
 
 def sms(text: str, encoding: Encoding = Encoding.GSM7, *, id: int = 1, to: str = PHONE) -> OutgoingSms:
     return OutgoingSms(id=id, to=to, text=text, encoding=encoding, parts=len(split_parts(text, encoding)))
-
-
-async def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -476,17 +471,6 @@ async def test_vendor_status_does_not_break_the_session():
 # -- inside the real app ----------------------------------------------------------------
 # gateway.app.create_app with sms.transport = "smpp" bound to the real SMSC: the outbox's
 # dispatcher sends through it, receipts update the rows, MOs reach the keyword router.
-
-
-async def eventually(check, timeout: float, what: str):
-    """Await ``check()`` until it returns something truthy; fail loudly when time runs out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what} (last: {value!r})"
-        await asyncio.sleep(0.02)
 
 
 def smpp_app_settings(settings, smsc_port: int, **sms):

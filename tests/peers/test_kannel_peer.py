@@ -16,6 +16,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.waiting import eventually as wait_until
+
 from .kannel import (
     APT_HINT,
     KannelNotInstalled,
@@ -65,14 +67,6 @@ class FakeGateway:
         app.router.add_get("/kannel/inbound", self.on_inbound)
         app.router.add_get("/kannel/dlr", self.on_dlr)
         return app
-
-
-async def wait_until(cond, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
