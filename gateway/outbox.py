@@ -35,7 +35,7 @@ from gateway.settings import Settings, parse_clock
 from gateway.sms import DeliveryReport, DeliveryState, OutgoingSms, SendOutcome, SendResult, SmsTransport
 from models.sms_text import Encoding, Policy
 from menus.texts import LANGUAGES, T, text as catalogue
-from models.entities import OutboundSms, SmsKind, SmsStatus
+from models.entities import SmsKind, SmsStatus
 from models.fastsql import SqlRunner, Tx, open_runner
 from models.outbox import OutboxWriter, QueuedSms, QuietHours
 
@@ -329,29 +329,38 @@ _REPORT_STATUS = {
 }
 
 
-async def record_report(report: DeliveryReport, transport: str, clock: Clock = utcnow) -> bool:
+_REPORT_FIND_BY_ID = "SELECT id, status FROM outbound_sms WHERE id=?"
+_REPORT_FIND_BY_PROVIDER = "SELECT id, status FROM outbound_sms WHERE transport=? AND provider_id=? LIMIT 1"
+# Guarded by the status it was read in, so a report racing another (or the dispatcher's
+# mark) never moves a message backwards.
+_REPORT_DELIVERED = "UPDATE outbound_sms SET status='delivered', delivered_at=? WHERE id=? AND status<>'delivered'"
+_REPORT_FAILED = (
+    "UPDATE outbound_sms SET status='failed', last_error=? WHERE id=? AND status IN ('sending', 'sent')"
+)
+
+
+async def record_report(report: DeliveryReport, transport: str, sql: SqlRunner, clock: Clock = utcnow) -> bool:
     """Apply a delivery report to its message; False if no message matches."""
     if report.message_id is not None:
-        row = await OutboundSms.filter(id=report.message_id).first()
+        rows = await sql.fetch(_REPORT_FIND_BY_ID, (report.message_id,))
     else:
-        row = None
+        rows = []
         # A fast report can overtake the dispatcher marking the message with the provider's
         # id (marks are written about once a round): give it a moment before giving up.
         for delay in (0, 0.1, 0.2, 0.4, 0.8):
             await asyncio.sleep(delay)
-            row = await OutboundSms.filter(transport=transport, provider_id=report.provider_id).first()
-            if row is not None:
+            rows = await sql.fetch(_REPORT_FIND_BY_PROVIDER, (transport, report.provider_id))
+            if rows:
                 break
-    if row is None:
+    if not rows:
         log.warning("dlr_unmatched", transport=transport, provider_id=report.provider_id, sms_id=report.message_id)
         return False
+    message_id = rows[0][0]
     final = _REPORT_STATUS.get(report.state)
-    changes: dict[str, Any] = {}
-    if final is SmsStatus.DELIVERED and row.status is not SmsStatus.DELIVERED:
-        changes = {"status": final, "delivered_at": clock()}
-    elif final is SmsStatus.FAILED and row.status in (SmsStatus.SENDING, SmsStatus.SENT):
-        changes = {"status": final, "last_error": (report.reason or "delivery failed")[:300]}
-    if changes:
-        await OutboundSms.filter(id=row.id).update(**changes)
-    log.info("sms_report", sms_id=row.id, transport=transport, state=report.state.value, applied=bool(changes))
+    applied: list = []
+    if final is SmsStatus.DELIVERED:
+        applied = await sql.fetch(_REPORT_DELIVERED + " RETURNING id", (clock(), message_id))
+    elif final is SmsStatus.FAILED:
+        applied = await sql.fetch(_REPORT_FAILED + " RETURNING id", ((report.reason or "delivery failed")[:300], message_id))
+    log.info("sms_report", sms_id=message_id, transport=transport, state=report.state.value, applied=bool(applied))
     return True

@@ -83,7 +83,7 @@ class SmsService:
         return True
 
     async def report(self, report: DeliveryReport, transport: str) -> bool:
-        return await record_report(report, transport, self._clock)
+        return await record_report(report, transport, self._sql, self._clock)
 
     def sink_for(self, transport: str) -> SmsSink:
         """What a connected transport (SMPP) hands its incoming messages and reports to."""

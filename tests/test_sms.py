@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from gateway.app import OUTBOX
+from gateway.app import OUTBOX, SQL
 from gateway.outbox import Dispatcher, Outbox, backoff_seconds
 from gateway.sms import OutgoingSms, SendOutcome, SendResult, SmsTransport
 from menus.sms import Command, parse
@@ -478,7 +478,8 @@ async def test_a_report_that_overtakes_the_sent_mark_still_finds_its_message(qui
 
     monkeypatch.setattr(outbox_module, "asyncio", Watched())
     report = asyncio.create_task(
-        record_report(DeliveryReport(DeliveryState.DELIVERED, provider_id="ATXid_late"), "http", clock)
+        record_report(DeliveryReport(DeliveryState.DELIVERED, provider_id="ATXid_late"), "http",
+                      quiet_client.server.app[SQL], clock)
     )
     deadline = asyncio.get_running_loop().time() + 5
     while not any(pauses[1:]) and not report.done():  # the first look (after a 0 pause) found nothing
