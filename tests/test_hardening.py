@@ -285,3 +285,32 @@ async def test_what_the_caller_typed_never_rests_in_the_session_row(phone):
     session = await UssdSession.get(external_id=caller.session_id)
     assert "2610300002" not in session.last_request and "1*" not in session.last_request
     assert "2610300002" not in json.dumps(session.state)
+
+
+# Charsets the http/json adapters are given ---------------------------------------------
+
+@pytest.mark.parametrize("charset", ["utf-16", "utf-8", "windows-1258"])
+async def test_a_json_sms_in_the_charset_it_declares_is_read_as_the_phone_wrote_it(client, charset):
+    from tests.test_sms import sent_to
+
+    body = json.dumps({"from": "0987542228", "to": "8088", "text": "Hủy"}, ensure_ascii=False)
+    if charset == "windows-1258":  # Vietnamese Windows code page: decomposed tones
+        import unicodedata
+
+        body = unicodedata.normalize("NFD", body)
+    response = await client.post("/sms/json/inbound", data=body.encode(charset),
+                                 headers={"Content-Type": f"application/json; charset={charset}"})
+    assert response.status == 200, await response.text()
+    [reply] = await sent_to(client, "0987542228")
+    assert reply["text"].startswith("Da ngung tin bao"), reply
+
+
+async def test_a_form_sms_in_latin1_is_decoded_by_its_charset(client):
+    from tests.test_sms import sent_to
+
+    response = await client.post("/sms/http/inbound", data="from=0987542228&to=8088&text=%3F".encode("latin-1"),
+                                 headers={"Content-Type": "application/x-www-form-urlencoded; charset=iso-8859-1"})
+    assert response.status == 200, await response.text()
+    [reply] = await sent_to(client, "0987542228")
+    assert reply["text"].startswith("DVC")
+
