@@ -67,12 +67,18 @@ async def request_context(request: web.Request, handler: Callable[[web.Request],
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.content_type != "application/json":
-            return web.json_response({"error": exc.reason, "status": exc.status}, status=exc.status)
+            return json_error(exc.status, exc.reason)
         raise
+    except Exception:  # noqa: BLE001 - a bug: logged with its trace, answered in JSON all the same
+        log.exception("request_failed", path=request.path[:80])
+        return json_error(500, "internal error")
 
 
-def json_error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message, "status": status}, status=status)
+def json_error(status: int, message: str, field: str | None = None) -> web.Response:
+    body = {"error": message, "status": status}
+    if field:
+        body["field"] = field
+    return web.json_response(body, status=status)
 
 
 async def _answer_ussd(request: web.Request, parsed: UssdRequest) -> HopOutcome:
@@ -96,10 +102,7 @@ def _refusal(request: web.Request, status: int, message: str, field: str | None 
     resource = request.match_info.route.resource
     log.warning("webhook_refused", route=resource.canonical if resource else "-", status=status,
                 reason=message[:120], field=field)
-    body = {"error": message, "status": status}
-    if field:
-        body["field"] = field
-    return web.json_response(body, status=status)
+    return json_error(status, message, field)
 
 
 def _token_refused(request: web.Request) -> web.Response | None:
