@@ -112,14 +112,15 @@ async def test_a_handler_traceback_is_one_json_line_with_the_exception_field_mas
 
     response = await client.get("/boom", params={"from": "0987542228"})
     assert response.status == 500
-    await wait_until(lambda: "aiohttp.server" in log_stream.getvalue(), what="aiohttp.server's line")
+    assert (await response.json())["error"] == "internal error"  # JSON, even for a bug
+    await wait_until(lambda: "request_failed" in log_stream.getvalue(), what="the gateway's error line")
 
     rendered = log_stream.getvalue()
     entries = json_lines(rendered)
-    errors = [e for e in entries if e.get("logger") == "aiohttp.server"]
+    errors = [e for e in entries if e.get("event") == "request_failed"]
     assert len(errors) == 1, entries
     error = errors[0]
-    assert error["level"] == "error" and error["event"].startswith("Error handling request")
+    assert error["level"] == "error" and error["path"] == "/boom"
     assert error["exception"].startswith("Traceback (most recent call last)")
     assert "RuntimeError: lookup failed for " + MASKED in error["exception"]
     assert "03**********" in error["exception"]
