@@ -277,6 +277,10 @@ def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] | None = 
 
     app.cleanup_ctx.append(database)
     app.router.add_get("/healthz", healthz)
+    # Imported here: gateway.api reads this module's AppKeys (SQL, SERVICES, ...).
+    from gateway.api import create_api_app
+
+    app.add_subapp("/api/v1", create_api_app(clock or utcnow))
     app.router.add_get("/metrics", metrics_view)
     app.router.add_post("/ussd/{contract}", ussd_webhook)
     app.router.add_get("/sms/console/sent", local_inbox)

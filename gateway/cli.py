@@ -1,4 +1,4 @@
-"""Command line: ``python -m gateway run | migrate | seed | dispatch | purge | phone``."""
+"""Command line: ``python -m gateway run | migrate | seed | dispatch | purge | phone | add-api-client``."""
 
 from __future__ import annotations
 
@@ -130,6 +130,38 @@ def cmd_purge(args: argparse.Namespace) -> None:
     print("purged: " + ", ".join(f"{v} {k}" for k, v in outcome.items()))
 
 
+def cmd_add_api_client(args: argparse.Namespace) -> None:
+    """A key for a system that calls /api/v1 (printed once, stored as a hash), or --disable."""
+    import datetime as dt
+
+    from gateway.api import ApiClientError, add_api_client, disable_api_client
+    from models.db import open_database
+    from models.fastsql import open_runner
+
+    settings = _settings(args)
+
+    async def main() -> str:
+        async with open_database(settings.database.url, run_migrations=settings.database.migrate_on_start):
+            sql = open_runner(settings.database.url)
+            try:
+                if args.disable:
+                    if not await disable_api_client(sql, args.disable):
+                        raise ApiClientError(f"no API client named {args.disable!r}")
+                    return f"API client {args.disable!r} disabled: its key is refused from now on"
+                scopes = args.scopes.replace(",", " ").split()
+                key = await add_api_client(sql, args.name, scopes, dt.datetime.now(dt.timezone.utc))
+                return (f"API client {args.name!r} added (scopes: {' '.join(sorted(set(scopes)))}). "
+                        f"Its key, shown only this once (only its hash is kept):\n{key}")
+            finally:
+                await sql.close()
+
+    try:
+        print(asyncio.run(main()))
+    except ApiClientError as exc:
+        print(f"add-api-client: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
 def cmd_phone(args: argparse.Namespace) -> None:
     from gateway.phone_sim import run_phone
 
@@ -152,6 +184,13 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("dispatch", help="run the SMS outbox dispatcher alone").set_defaults(func=cmd_dispatch)
     commands.add_parser("seed", help="load the demo commune (replaces demo data only)").set_defaults(func=cmd_seed)
     commands.add_parser("purge", help="delete what retention no longer needs, now").set_defaults(func=cmd_purge)
+
+    api_client = commands.add_parser("add-api-client", help="make a key for a system that calls /api/v1")
+    which = api_client.add_mutually_exclusive_group(required=True)
+    which.add_argument("--name", help="the client's name, e.g. portal")
+    which.add_argument("--disable", metavar="NAME", help="refuse this client's key from now on")
+    api_client.add_argument("--scopes", default="otp", help="space or comma separated (default: otp)")
+    api_client.set_defaults(func=cmd_add_api_client)
 
     phone = commands.add_parser("phone", help="a terminal phone that dials the running gateway")
     phone.add_argument("--msisdn", default="0987542228")

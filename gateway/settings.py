@@ -137,6 +137,8 @@ class RetentionSettings:
     inbound_sms_days: int = 30
     outbound_sms_days: int = 90
     lease_seconds: int = 120
+    # OTP challenges (keyed hashes) are deleted this long after they expired.
+    otp_challenge_hours: int = 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,7 +314,8 @@ def _validate(settings: Settings) -> Settings:
     if pin.scrypt_n < 2 or pin.scrypt_n & (pin.scrypt_n - 1):
         raise SettingsError(f"pin.scrypt_n must be a power of two, got {pin.scrypt_n}")
     retention = settings.retention
-    for key in ("interval_seconds", "batch_size", "inbound_sms_days", "outbound_sms_days", "lease_seconds"):
+    for key in ("interval_seconds", "batch_size", "inbound_sms_days", "outbound_sms_days", "lease_seconds",
+                "otp_challenge_hours"):
         if getattr(retention, key) < 1:
             raise SettingsError(f"retention.{key} must be at least 1")
     if retention.session_grace_seconds < 0:

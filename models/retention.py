@@ -9,7 +9,11 @@ What goes (cut-offs from ``[retention]``, ``[ussd]`` and ``[sms]``):
 - outbound SMS after ``outbound_sms_days``, only once final (sent, delivered, failed,
   expired): a queued or sending message is never deleted, however old;
 - the text of an OTP once it is sent or final (the dispatcher clears it when it marks the
-  message; this catches any row left with one).
+  message; this catches any row left with one);
+- OTP challenges ``otp_challenge_hours`` after they expired (the portal may still ask how
+  one ended until then), and rate counters whose window ended long ago (twice the longest
+  window, an hour, after it began). These two appear in the counts only when they purged
+  something, so the summary of a purge keeps its fixed keys otherwise.
 
 Each statement touches at most ``batch_size`` rows (``DELETE ... WHERE id IN (SELECT id
 ... LIMIT n)``), and the loop is yielded between batches, so a large backlog never holds
@@ -29,6 +33,7 @@ import structlog
 from models.entities import SmsKind, SmsStatus
 from models.fastsql import SqlRunner
 from models.leases import Leases, process_holder_id
+from models.otp import LONGEST_WINDOW
 
 log = structlog.get_logger("models.retention")
 
@@ -73,8 +78,19 @@ _DELETE_OUTBOUND = (
     f" SELECT id FROM outbound_sms WHERE created_at < ? AND status IN ({_FINAL}) LIMIT ?) RETURNING id"
 )
 
+_DELETE_OTP_CHALLENGES = (
+    "DELETE FROM otp_challenge WHERE id IN ("
+    " SELECT id FROM otp_challenge WHERE expires_at < ? LIMIT ?) RETURNING id"
+)
+_DELETE_RATE_COUNTERS = (
+    "DELETE FROM rate_counter WHERE id IN ("
+    " SELECT id FROM rate_counter WHERE window_start < ? LIMIT ?) RETURNING id"
+)
+
 # The keys of every count, in the order the purge runs.
 COUNT_KEYS = ("ussd_sessions", "inbound_sms", "inbound_fingerprints", "otp_texts_cleared", "outbound_sms")
+# Counted after those, and present in the counts only when not zero.
+OTP_COUNT_KEYS = ("otp_challenges", "rate_counters")
 
 
 class LeaseLost(Exception):
@@ -118,6 +134,8 @@ class Purger:
             "inbound_sms": now - dt.timedelta(days=r.inbound_sms_days),
             "inbound_fingerprints": now - dt.timedelta(seconds=self._sms.inbound_duplicate_seconds),
             "outbound_sms": now - dt.timedelta(days=r.outbound_sms_days),
+            "otp_challenges": now - dt.timedelta(hours=r.otp_challenge_hours),
+            "rate_counters": now - 2 * LONGEST_WINDOW,
         }
 
     async def purge_once(self, now: dt.datetime) -> dict[str, int]:
@@ -132,12 +150,16 @@ class Purger:
             ("inbound_fingerprints", _DELETE_FINGERPRINTS, (cut["inbound_fingerprints"],)),
             ("otp_texts_cleared", _CLEAR_OTP_TEXT, ()),
             ("outbound_sms", _DELETE_OUTBOUND, (cut["outbound_sms"],)),
+            ("otp_challenges", _DELETE_OTP_CHALLENGES, (cut["otp_challenges"],)),
+            ("rate_counters", _DELETE_RATE_COUNTERS, (cut["rate_counters"],)),
         )
         counts = dict.fromkeys(COUNT_KEYS, 0)
         for key, statement, params in steps:
             if self._stopping():
                 break
-            counts[key] = await self._in_batches(statement, params)
+            done = await self._in_batches(statement, params)
+            if done or key not in OTP_COUNT_KEYS:
+                counts[key] = done
         return counts
 
     async def purge_all(self) -> dict[str, int]:
@@ -146,7 +168,7 @@ class Purger:
         while not self._stopping():
             counts = await self.purge_once(self._clock())
             for key, value in counts.items():
-                total[key] += value
+                total[key] = total.get(key, 0) + value
             if not any(counts.values()):
                 break
         return total
