@@ -2,9 +2,11 @@
 
 Keywords forgive case, diacritics, extra spaces and separators (``hs:000...``, ``Hs.``,
 ``Tra cứu``). English keywords get English answers. The router reads through the same
-``Directory`` port as the USSD menu and writes nothing: an opt-out or opt-in is returned
-as an effect (``models.effects``) for the caller to apply in the same transaction as the
-reply.
+``Directory`` port as the USSD menu; an opt-out, an opt-in or a deletion is returned as an
+effect (``models.effects``) for the caller to apply in the same transaction as the reply.
+Registration (``DK``, ``DONG Y``, ``OTP <code>`` or the bare code) and ``XOA`` call the
+citizen and OTP services with the text's unit of work (``ctx.uow``), since their answer
+depends on what those decide.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from dataclasses import dataclass
 
 from models.sms_text import unaccent
 from menus.engine import HopContext, clip_echo
+from menus.registration import limited_wait, local_time, refusal_text, ussd_code
 from menus.texts import T, text
 from menus.ussd import procedure_text, status_sentences
 from menus.views import ProcedureView
-from models import dossier_code
-from models.effects import Effect, SetNotifications
+from models import dossier_code, identity
+from models.effects import DeletePersonalData, Effect, SetNotifications
+from models.identity import Refusal
+from models.otp import OtpLimited, OtpPurpose
 
 
 class Command(enum.Enum):
@@ -28,6 +33,10 @@ class Command(enum.Enum):
     HELP = "help"
     OPT_OUT = "opt_out"
     OPT_IN = "opt_in"
+    REGISTER = "register"  # DK <id number> <full name> <DDMMYYYY>
+    CONSENT = "consent"  # DONG Y
+    CODE = "code"  # OTP <code>, or the bare six digits
+    DELETE = "delete"  # XOA, then XOA <code>
     UNKNOWN = "unknown"
 
 
@@ -45,6 +54,10 @@ KEYWORDS: list[tuple[str, Command, str]] = [
     ("STOP", Command.OPT_OUT, "en"),
     ("DK TB", Command.OPT_IN, "vi"),
     ("START", Command.OPT_IN, "en"),
+    ("DK", Command.REGISTER, "vi"),  # after "DK TB" (longest first): "DK TB" stays the opt-in
+    ("DONG Y", Command.CONSENT, "vi"),
+    ("OTP", Command.CODE, "vi"),
+    ("XOA", Command.DELETE, "vi"),
 ]
 _SEPARATORS = " \t\r\n:.,;-_/#*="
 _PATTERNS = [
@@ -60,9 +73,14 @@ class Parsed:
     lang: str
 
 
+_BARE_CODE = re.compile(r"^\d{6}$")
+
+
 def parse(message: str) -> Parsed:
     """Split a text into its keyword and argument."""
     normalized = unaccent(message).upper().strip(_SEPARATORS)
+    if _BARE_CODE.match(normalized):  # the code alone, as the registration SMS invites
+        return Parsed(Command.CODE, normalized, "vi")
     for pattern, command, lang in _PATTERNS:
         match = pattern.match(normalized)
         if match:
@@ -95,6 +113,14 @@ async def answer(ctx: HopContext, message: str) -> Answer:
         return Answer(text(lang, T.SMS_OPTED_OUT), parsed.command, lang, (SetNotifications(ctx.phone, on=False),))
     elif parsed.command is Command.OPT_IN:
         return Answer(text(lang, T.SMS_OPTED_IN), parsed.command, lang, (SetNotifications(ctx.phone, on=True),))
+    elif parsed.command is Command.REGISTER:
+        reply = await _register(ctx, lang, message)
+    elif parsed.command is Command.CONSENT:
+        reply = await _consent(ctx, lang)
+    elif parsed.command is Command.CODE:
+        reply = await _registration_code(ctx, lang, parsed.argument)
+    elif parsed.command is Command.DELETE:
+        return await _delete(ctx, lang, parsed.argument)
     else:
         reply = text(lang, T.SMS_UNKNOWN)
     return Answer(reply, parsed.command, lang)
@@ -146,3 +172,159 @@ async def _procedure(ctx: HopContext, lang: str, argument: str) -> str:
     if best is None:
         return text(lang, T.SMS_PROCEDURE_NOT_FOUND, query=clip_echo(argument.lower()))
     return procedure_text(lang, best)
+
+
+# Registration by SMS: DK, DONG Y, the code; deleting one's data: XOA, XOA <code> ---------
+
+@dataclass(frozen=True, slots=True)
+class RegistrationFields:
+    id_number: str
+    name: str  # as typed, accents kept
+    birth: str
+
+
+_CODE_LENGTH = 6
+_TOKEN_EDGES = ",;:"
+_DIGIT_SEPARATORS = re.compile(r"[./\-]")
+_SEPARATED_DATE = re.compile(r"^\d{1,2}[/.\-]\d{1,2}[/.\-]\d{4}$")
+
+
+def registration_fields(message: str) -> RegistrationFields | None:
+    """The ID number, name and date of birth of ``DK ...``, in any order: the 9- or
+    12-digit number (dots, dashes allowed), the date (DDMMYYYY or DD/MM/YYYY), and the
+    words left are the name, kept as typed. None if the parts are not all there once."""
+    tokens = message.lstrip(_SEPARATORS).split()
+    if not tokens:
+        return None
+    first = tokens[0]
+    cut = next((i for i in range(1, len(first) + 1) if unaccent(first[:i]).upper() == "DK"), None)
+    if cut is None:
+        return None
+    rest = first[cut:].strip(_SEPARATORS)
+    numbers: list[str] = []
+    dates: list[str] = []
+    words: list[str] = []
+    for token in ([rest] if rest else []) + tokens[1:]:
+        bare = token.strip(_TOKEN_EDGES)
+        digits = _DIGIT_SEPARATORS.sub("", bare)
+        if not bare:
+            continue
+        if digits.isascii() and digits.isdigit():
+            (dates if _SEPARATED_DATE.match(bare) or len(digits) == 8 else numbers).append(bare)
+        else:
+            words.append(bare)
+    if len(numbers) != 1 or len(dates) != 1 or not words:
+        return None
+    return RegistrationFields(numbers[0], " ".join(words), dates[0])
+
+
+def _services(ctx: HopContext):
+    return ctx.uow.services.citizens, ctx.uow.services.otp
+
+
+def _code_of(argument: str) -> str | None:
+    """The six digits of "OTP 123 456" / "XOA 123456"; None if there are not six."""
+    digits = re.sub(r"[\s.\-]", "", argument)
+    return digits if len(digits) == _CODE_LENGTH and digits.isdigit() else None
+
+
+async def _register(ctx: HopContext, lang: str, message: str) -> str:
+    fields = registration_fields(message)
+    if fields is None:
+        return text(lang, T.SMS_REGISTER_HOWTO)
+    number = identity.parse_id_number(fields.id_number)
+    birth = identity.parse_birth_date(fields.birth, ctx.now.astimezone(ctx.tz).date())
+    name = identity.parse_name(fields.name)
+    for checked in (number, birth):
+        if isinstance(checked, Refusal):
+            return text(lang, T.SMS_REGISTER_REFUSED, reason=refusal_text(lang, checked))
+    mismatch = identity.check_id_birth(number, birth) or (name if isinstance(name, Refusal) else None)
+    if mismatch is not None:
+        return text(lang, T.SMS_REGISTER_REFUSED, reason=refusal_text(lang, mismatch))
+    citizens, _ = _services(ctx)
+    if await citizens.by_phone(ctx.uow.tx, ctx.phone) is not None:
+        return text(lang, T.SMS_ALREADY_REGISTERED, code=ussd_code(ctx))
+    # Nothing is a citizen yet: the registration waits for DONG Y, then the code.
+    held = await citizens.start_sms_registration(
+        ctx.uow.tx, ctx.phone, citizens.id_hash(number.digits), number.last3, name, lang, ctx.now)
+    return text(lang, T.SMS_REGISTER_CONSENT, last3=held.id_last3, name=clip_echo(held.name, 30))
+
+
+def _not_now(lang: str, exc: OtpLimited, again: str) -> str:
+    unit, values = limited_wait(exc)
+    if unit == "seconds":
+        return text(lang, T.SMS_CODE_WAIT, again=again, **values)
+    return text(lang, T.SMS_CODE_LIMITED, **values)
+
+
+async def _consent(ctx: HopContext, lang: str) -> str:
+    citizens, otp = _services(ctx)
+    held = await citizens.sms_registration(ctx.uow.tx, ctx.phone, ctx.now)
+    if held is None:
+        return text(lang, T.SMS_NO_REGISTRATION)
+    if await citizens.by_phone(ctx.uow.tx, ctx.phone) is not None:
+        await citizens.finish_sms_registration(ctx.uow.tx, ctx.phone)
+        return text(lang, T.SMS_ALREADY_REGISTERED, code=ussd_code(ctx))
+    try:
+        started = await otp.start(ctx.uow.tx, ctx.phone, OtpPurpose.REGISTER, held.lang, ctx.now)
+        expires_at = started.expires_at
+    except OtpLimited as exc:  # start wrote nothing
+        live = await otp.pending(ctx.uow.tx, ctx.phone, OtpPurpose.REGISTER, ctx.now)
+        if exc.reason != "resend" or live is None:
+            return _not_now(lang, exc, "DONG Y")
+        expires_at = live.expires_at  # the code sent a moment ago still works
+    await citizens.set_sms_registration_stage(ctx.uow.tx, ctx.phone, "otp")
+    return text(lang, T.SMS_OTP_SENT, time=local_time(ctx, expires_at))
+
+
+async def _registration_code(ctx: HopContext, lang: str, argument: str) -> str:
+    code = _code_of(argument)
+    if code is None:
+        return text(lang, T.SMS_CODE_NEEDED, keyword="OTP")
+    citizens, otp = _services(ctx)
+    held = await citizens.sms_registration(ctx.uow.tx, ctx.phone, ctx.now)
+    if held is None:
+        if await otp.pending(ctx.uow.tx, ctx.phone, OtpPurpose.DELETE_DATA, ctx.now) is not None:
+            return text(lang, T.SMS_DELETE_HINT)  # deleting takes the word: XOA <code>
+        return text(lang, T.SMS_NO_REGISTRATION)
+    if held.stage != "otp":
+        return text(lang, T.SMS_NEED_CONSENT)
+    verdict = await otp.check(ctx.uow.tx, ctx.phone, OtpPurpose.REGISTER, code, ctx.now)
+    if verdict.status == "approved" and await otp.consume(ctx.uow.tx, ctx.phone, OtpPurpose.REGISTER, ctx.now):
+        await citizens.finish_sms_registration(ctx.uow.tx, ctx.phone)
+        citizen = await citizens.register(
+            ctx.uow.tx, ctx.phone, held.id_hash, held.id_last3, held.name, held.lang, ctx.now)
+        if citizen is None:
+            return text(lang, T.SMS_ALREADY_REGISTERED, code=ussd_code(ctx))
+        return text(lang, T.SMS_REGISTERED, name=clip_echo(citizen.name, 30), code=ussd_code(ctx))
+    return _verdict_text(lang, verdict, "OTP", "DONG Y")
+
+
+def _verdict_text(lang: str, verdict, keyword: str, again: str) -> str:
+    if verdict.status == "pending":
+        return text(lang, T.SMS_CODE_WRONG, tries=verdict.tries_left, keyword=keyword)
+    if verdict.status == "failed":
+        return text(lang, T.SMS_CODE_FAILED, again=again)
+    return text(lang, T.SMS_CODE_EXPIRED, again=again)
+
+
+async def _delete(ctx: HopContext, lang: str, argument: str) -> Answer:
+    citizens, otp = _services(ctx)
+    code = _code_of(argument)
+    if code is None and any(ch.isdigit() for ch in argument):
+        return Answer(text(lang, T.SMS_CODE_NEEDED, keyword="XOA"), Command.DELETE, lang)
+    if code is None:  # XOA (or XOA DU LIEU): send a code to confirm
+        if not await citizens.has_data(ctx.uow.tx, ctx.phone):
+            return Answer(text(lang, T.DELETE_NOTHING), Command.DELETE, lang)
+        try:
+            started = await otp.start(ctx.uow.tx, ctx.phone, OtpPurpose.DELETE_DATA, lang, ctx.now)
+        except OtpLimited as exc:
+            live = await otp.pending(ctx.uow.tx, ctx.phone, OtpPurpose.DELETE_DATA, ctx.now)
+            if exc.reason != "resend" or live is None:
+                return Answer(_not_now(lang, exc, "XOA"), Command.DELETE, lang)
+            started = live
+        return Answer(text(lang, T.SMS_DELETE_CODE_SENT, time=local_time(ctx, started.expires_at)), Command.DELETE, lang)
+    verdict = await otp.check(ctx.uow.tx, ctx.phone, OtpPurpose.DELETE_DATA, code, ctx.now)
+    if verdict.status == "approved" and await otp.consume(ctx.uow.tx, ctx.phone, OtpPurpose.DELETE_DATA, ctx.now):
+        return Answer(text(lang, T.DELETE_SMS), Command.DELETE, lang, (DeletePersonalData(ctx.phone, "sms"),))
+    return Answer(_verdict_text(lang, verdict, "XOA", "XOA"), Command.DELETE, lang)

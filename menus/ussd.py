@@ -1,4 +1,5 @@
-"""The citizen USSD menu: main menu, dossier status lookup, procedures, pickup, help.
+"""The citizen USSD menu: main menu, dossier status lookup, procedures, pickup, help
+(registration, "my dossiers" and deleting one's data are ``menus.registration``).
 
 Each screen is a content function (and, for typed input, a text handler) registered on
 its ``Screen`` symbol. Registration is checked at the end of this module.
@@ -7,6 +8,7 @@ its ``Screen`` symbol. Registration is checked at the end of this module.
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 from typing import Any, Mapping
 
 from menus.engine import (
@@ -142,16 +144,23 @@ async def lookup_result(ctx: HopContext, lang: str, args: Mapping[str, Any]) -> 
     dossier = await ctx.directory.dossier(args["id"])
     if dossier is None:  # deleted between hops
         return Content(text(lang, T.LOOKUP_NOT_FOUND, code=""), end=True)
-    return Content(text(lang, T.RESULT_CODE, code=dossier.code), body=" ".join(status_sentences(ctx, lang, dossier)))
+    # From "my dossiers" (after the PIN) the frame holds the caller's ID hash: a dossier
+    # filed under that ID number is theirs, whichever phone filed it.
+    id_hash, filed_under = args.get("idh"), dossier.applicant_id_hash
+    owner = ctx.phone == dossier.applicant_phone or bool(
+        id_hash and filed_under and hmac.compare_digest(id_hash, filed_under))
+    return Content(text(lang, T.RESULT_CODE, code=dossier.code), body=" ".join(status_sentences(ctx, lang, dossier, owner)))
 
 
-def status_sentences(ctx: HopContext, lang: str, dossier: DossierView) -> list[str]:
+def status_sentences(ctx: HopContext, lang: str, dossier: DossierView, owner: bool | None = None) -> list[str]:
     """What the citizen should hear about a dossier (DESIGN.md status table).
 
-    Personal details (name, refusal reasons, missing documents) only for a caller
-    whose phone is the applicant's.
+    Personal details (name, refusal reasons, missing documents) only for the applicant:
+    a caller whose phone is the applicant's, or ``owner`` when the caller proved it
+    otherwise (a PIN, and the dossier filed under their ID number).
     """
-    owner = ctx.phone == dossier.applicant_phone
+    if owner is None:
+        owner = ctx.phone == dossier.applicant_phone
     status = dossier.status
     said = [dossier.procedure_name.get(lang) + ".", text(lang, T.RESULT_STATUS, status=text(lang, STATUS_TEXT[status]))]
     if owner:
@@ -231,17 +240,19 @@ async def pickup(ctx: HopContext, lang: str, args: Mapping[str, Any]) -> Content
 @content(Screen.HELP)
 async def help_screen(ctx: HopContext, lang: str, args: Mapping[str, Any]) -> Content[Target]:
     hours = ctx.agency.desk_hours.get(lang) if ctx.agency else ""
-    return Content(text(lang, T.MAIN_HELP), body=text(lang, T.HELP_INFO, hotline=_hotline(ctx), hours=hours))
+    items = (
+        Item(text(lang, T.HELP_SMS_ITEM), Frame(Screen.HELP_SMS)),
+        Item(text(lang, T.DELETE_MENU_ITEM), Frame(Screen.DELETE_DATA)),
+    )
+    return Content(text(lang, T.MAIN_HELP), body=text(lang, T.HELP_INFO, hotline=_hotline(ctx), hours=hours), items=items)
 
 
-@content(Screen.REGISTER)
-async def register(ctx: HopContext, lang: str, args: Mapping[str, Any]) -> Content[Target]:
-    return Content(text(lang, T.MAIN_REGISTER), body=text(lang, T.COMING_SOON, hotline=_hotline(ctx)))
+@content(Screen.HELP_SMS)
+async def help_sms(ctx: HopContext, lang: str, args: Mapping[str, Any]) -> Content[Target]:
+    return Content(text(lang, T.HELP_SMS_ITEM), body=text(lang, T.HELP_SMS_INFO))
 
 
-@content(Screen.MY_DOSSIERS)
-async def my_dossiers(ctx: HopContext, lang: str, args: Mapping[str, Any]) -> Content[Target]:
-    return Content(text(lang, T.MAIN_MY_DOSSIERS), body=text(lang, T.COMING_SOON, hotline=_hotline(ctx)))
-
+# The registration feature's screens (entries 2 and 3, delete-my-data) register themselves.
+from menus import registration as _registration  # noqa: E402,F401
 
 check_registry()

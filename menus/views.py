@@ -31,6 +31,8 @@ class AgencyView:
     address: str
     desk_hours: Localized
     hotline: str
+    service_code: str = ""  # the USSD code it answers on, e.g. "*384#"
+    sms_number: str = ""  # the number citizens text keywords to, e.g. "8088"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,8 @@ class DossierView:
     fee_due: int
     pickup_place: str
     mode: FilingMode
+    # Keyed hash of the applicant's ID number, when the one-stop system gave it.
+    applicant_id_hash: str | None = None
 
 
 class Directory(Protocol):
@@ -77,3 +81,7 @@ class Directory(Protocol):
     async def dossier_by_code(self, code: str) -> DossierView | None: ...
 
     async def dossiers_by_tail(self, agency_id: int, tail: str) -> list[DossierView]: ...
+
+    async def dossiers_of(self, phone: str, id_hash: str | None) -> list[DossierView]:
+        """A citizen's dossiers: filed with this phone, or under this ID hash; newest first."""
+        ...

@@ -13,10 +13,13 @@ from menus.views import AgencyView, DossierView, Localized, ProcedureView
 from models.entities import Agency, DossierStatus, FilingMode, Procedure
 from models.fastsql import SqlRunner, as_datetime
 
+# "My dossiers" lists at most this many, newest first (older ones: by code, or at the desk).
+MY_DOSSIERS_LIMIT = 50
+
 # Dossiers are read on most lookup hops: one fixed statement, no ORM.
 _DOSSIER_SELECT = (
     'SELECT d.id, d.code, d.agency_id, d.applicant_name, d.applicant_phone, d.status, d.status_note,'
-    ' d.received_at, d.due_at, d.fee_due, d.pickup_place, d.mode, p.name, p.name_en'
+    ' d.received_at, d.due_at, d.fee_due, d.pickup_place, d.mode, p.name, p.name_en, d.applicant_id_hash'
     ' FROM dossier d JOIN "procedure" p ON p.id = d.procedure_id '
 )
 
@@ -29,6 +32,8 @@ def agency_view(agency: Agency) -> AgencyView:
         address=agency.address,
         desk_hours=Localized(agency.desk_hours, agency.desk_hours_en),
         hotline=agency.hotline,
+        service_code=agency.service_code or "",
+        sms_number=agency.sms_number or "",
     )
 
 
@@ -125,6 +130,7 @@ class DatabaseDirectory:
             pickup_place=row[10],
             mode=FilingMode(row[11]),
             procedure_name=Localized(row[12], row[13]),
+            applicant_id_hash=row[14],
         )
 
     async def dossier(self, dossier_id: int) -> DossierView | None:
@@ -137,3 +143,9 @@ class DatabaseDirectory:
 
     async def dossiers_by_tail(self, agency_id: int, tail: str) -> list[DossierView]:
         return await self._views('WHERE d.agency_id=? AND d.tail=? ORDER BY d.code', (agency_id, tail))
+
+    async def dossiers_of(self, phone: str, id_hash: str | None) -> list[DossierView]:
+        # Both columns are indexed; at most MY_DOSSIERS_LIMIT, the newest (a screen list pages them).
+        return await self._views(
+            'WHERE d.applicant_phone=? OR (d.applicant_id_hash IS NOT NULL AND d.applicant_id_hash=?)'
+            ' ORDER BY d.received_at DESC, d.id DESC LIMIT ?', (phone, id_hash or "", MY_DOSSIERS_LIMIT))

@@ -36,3 +36,12 @@ class SetNotifications(Effect):
 
     phone: str  # E.164
     on: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeletePersonalData(Effect):
+    """A confirmed request to delete one's data (XOA, or the menu): the citizen row, the
+    preferences and any registration by SMS go; an anonymous audit row stays."""
+
+    phone: str  # E.164
+    channel: str  # ussd | sms

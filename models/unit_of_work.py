@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Awaitable, Callable, Iterable
 
-from models.effects import Effect, SendSms, SetNotifications
+from models.effects import DeletePersonalData, Effect, SendSms, SetNotifications
 from models.entities import SmsKind, SmsStatus
 from models.fastsql import Tx
 from models.outbox import OutboxWriter
@@ -40,6 +40,7 @@ class Services:
         self._handlers: dict[type, Handler] = {
             SendSms: self._send_sms,
             SetNotifications: self._set_notifications,
+            DeletePersonalData: self._delete_personal_data,
         }
 
     def register(self, effect_type: type, handler: Handler) -> None:
@@ -75,6 +76,9 @@ class Services:
             await tx.fetch(_CANCEL_WAITING.format(kinds=marks), (
                 SmsStatus.FAILED.value, "recipient opted out", effect.phone, SmsStatus.QUEUED.value, *_NOT_ESSENTIAL,
             ))
+
+    async def _delete_personal_data(self, tx: Tx, effect: DeletePersonalData, now: dt.datetime) -> None:
+        await self.citizens.delete(tx, effect.phone, effect.channel, now)
 
 
 def _effect_types() -> list[type]:

@@ -16,10 +16,14 @@ import pytest
 from models.sms_text import Encoding, is_gsm7, units
 from menus import ussd as _menu  # noqa: F401 - registers screens
 from menus.engine import Frame, HopContext, MenuState, Notice, Screen, render
+from menus.registration import REASON_TEXT
 from menus.render import Content, Item, Renderer, ScreenTooLong
 from menus.texts import LANGUAGES, T
 from menus.views import AgencyView, DossierView, Localized, ProcedureView
 from models.entities import DossierStatus, FilingMode
+from models.identity import Reason
+from models.otp import OtpPending
+from models.unit_of_work import UnitOfWork
 
 NOW = dt.datetime(2026, 11, 23, 3, 0, tzinfo=dt.timezone.utc)
 LONG_AGENCY = AgencyView(
@@ -63,6 +67,7 @@ def long_dossier(status: DossierStatus, mode: FilingMode, n: int) -> DossierView
         fee_due=199_000,
         pickup_place="",
         mode=mode,
+        applicant_id_hash="f" * 64,
     )
 
 
@@ -91,6 +96,29 @@ class LongDirectory:
     async def dossiers_by_tail(self, agency_id, tail):
         return DOSSIERS[:9]
 
+    async def dossiers_of(self, phone, id_hash):
+        return DOSSIERS if id_hash else []
+
+
+class LiveCode:
+    """What the OTP service says of the code on a code screen: one sent, or none left."""
+
+    def __init__(self, sent: bool) -> None:
+        self.sent = sent
+
+    async def pending(self, tx, phone, purpose, now):
+        if not self.sent:
+            return None
+        return OtpPending("id", NOW + dt.timedelta(minutes=5), NOW + dt.timedelta(minutes=1), 5)
+
+
+class Services:
+    def __init__(self, code_sent: bool) -> None:
+        self.otp = LiveCode(code_sent)
+
+
+LONG_NAME = "Nguyễn Thị Phượng Hoàng Anh Đào Ngọc Bích Thủy Tiên Kim Chi Bảo"[:60]
+
 
 # Every screen and the arguments it is shown with: adding a screen without adding it here fails.
 SCREEN_ARGS = {
@@ -98,13 +126,36 @@ SCREEN_ARGS = {
     Screen.RESUME: [{}],
     Screen.LOOKUP_ENTER: [{}],
     Screen.LOOKUP_CHOOSE: [{"tail": "2611230001"}],
-    Screen.LOOKUP_RESULT: [{"id": d.id} for d in DOSSIERS] + [{"id": 999}],
+    Screen.LOOKUP_RESULT: [{"id": d.id} for d in DOSSIERS] + [{"id": 999}] + [{"id": d.id, "idh": "f" * 64} for d in DOSSIERS[:6]],
     Screen.REGISTER: [{}],
+    Screen.REGISTER_DECLINED: [{}],
+    Screen.REGISTER_ID: [{}],
+    Screen.REGISTER_NAME: [{}],
+    Screen.REGISTER_BIRTH: [{}],
+    Screen.REGISTER_OTP: [{}],
+    Screen.REGISTER_PIN: [{}],
+    Screen.REGISTER_PIN_AGAIN: [{}],
+    Screen.REGISTER_DONE: [{"name": LONG_NAME}, {"name": "An"}],
+    Screen.REGISTER_ALREADY: [{}],
+    Screen.PIN_RESET: [{"l3": "234"}],
+    Screen.PIN_RESET_OTP: [{}],
+    Screen.PIN_NEW: [{}],
+    Screen.PIN_NEW_AGAIN: [{}],
+    Screen.PIN_SET_DONE: [{}],
     Screen.MY_DOSSIERS: [{}],
+    Screen.MY_DOSSIER_LIST: [{"idh": "f" * 64}, {}],
+    Screen.MY_LOCKED: [{"until": (NOW + dt.timedelta(minutes=15)).isoformat()}],
+    Screen.MY_NOT_REGISTERED: [{}],
+    Screen.MY_NO_PIN: [{}],
+    Screen.DELETE_DATA: [{}],
+    Screen.DELETE_OTP: [{}],
+    Screen.DELETE_DONE: [{}],
+    Screen.DELETE_NOTHING: [{}],
     Screen.PROCEDURES: [{}],
     Screen.PROCEDURE_DETAIL: [{"id": 1}, {"id": 999}],
     Screen.PICKUP: [{}],
     Screen.HELP: [{}],
+    Screen.HELP_SMS: [{}],
 }
 NOTICES = [
     None,
@@ -113,16 +164,33 @@ NOTICES = [
     Notice(T.LOOKUP_NEED_FULL_CODE),
     Notice(T.LOOKUP_NOT_FOUND, {"code": "G09.20.H23.CA.TP.VP.XA.PHUONG.KY-20261123-00923456"}),
 ]
+# Registration, codes, PINs: every re-prompt the feature can give, on each of its screens.
+FEATURE_SCREENS = {screen for screen in Screen if screen.name.startswith(("REGISTER", "PIN_", "MY_", "DELETE_"))}
+FEATURE_NOTICES = [
+    None,
+    Notice(T.INVALID_CHOICE),
+    *(Notice(REASON_TEXT[reason], {"province": "099"} if reason is Reason.ID_PROVINCE else {}) for reason in Reason),
+    Notice(T.OTP_FORMAT),
+    Notice(T.OTP_WRONG, {"tries": 4}),
+    Notice(T.OTP_EXPIRED),
+    Notice(T.OTP_FAILED),
+    Notice(T.OTP_RESENT),
+    Notice(T.OTP_RESEND_WAIT, {"seconds": 59}),
+    Notice(T.OTP_LIMITED, {"minutes": 60}),
+    Notice(T.PIN_MISMATCH),
+    Notice(T.PIN_WRONG, {"tries": 4}),
+]
 
 
 def test_the_walk_covers_every_screen():
     assert set(SCREEN_ARGS) == set(Screen)
 
 
-def context(limit: int, phone: str) -> HopContext:
+def context(limit: int, phone: str, code_sent: bool = True) -> HopContext:
     return HopContext(
         directory=LongDirectory(), phone=phone, agency=LONG_AGENCY, now=NOW,
         tz=zoneinfo.ZoneInfo("Asia/Ho_Chi_Minh"), renderer=Renderer(limit),
+        uow=UnitOfWork(None, Services(code_sent), NOW),
     )
 
 
@@ -134,12 +202,13 @@ def check_screen(screen_text: str, limit: int) -> None:
 @pytest.mark.parametrize("limit", [160, 182])
 @pytest.mark.parametrize("lang", LANGUAGES)
 @pytest.mark.parametrize("phone", ["+84987542228", "+84912000111"])  # owner and stranger
-async def test_every_page_of_every_screen_fits(limit, lang, phone):
-    ctx = context(limit, phone)
+@pytest.mark.parametrize("code_sent", [True, False])  # a code screen with a live code, or after it ran out
+async def test_every_page_of_every_screen_fits(limit, lang, phone, code_sent):
+    ctx = context(limit, phone, code_sent)
     pages_seen = 0
     for screen, arg_sets in SCREEN_ARGS.items():
         for args in arg_sets:
-            for notice in NOTICES:
+            for notice in FEATURE_NOTICES if screen in FEATURE_SCREENS else NOTICES:
                 page = 0
                 while True:
                     state = MenuState(lang=lang, stack=(Frame(Screen.MAIN), Frame(screen, args, page)))

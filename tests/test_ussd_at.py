@@ -7,7 +7,7 @@ import re
 import pytest
 
 from gateway.app import DIRECTORY
-from models.entities import Agency, Dossier, DossierStatus, FilingMode, UssdSession
+from models.entities import Agency, Citizen, Dossier, DossierStatus, FilingMode, UssdSession
 from models.seed import DEMO_PHONE, NEIGHBOUR
 
 OTHER_PHONE = "0912000111"
@@ -293,18 +293,45 @@ async def test_pickup_and_help_screens(phone):
     assert "Bo phan Mot cua, UBND xa Phuong Ky" in text and "Mang giay hen tra va CCCD" in text
     await caller.press("00")
     _, screen = await caller.press("6")
+    assert screen.splitlines() == [
+        "Ho tro",
+        "Hotline 0987.542.228. Gio lam viec: T2-T6 7h30-11h30, 13h30-17h; sang T7 7h30-11h30.",
+        "1 Cu phap tin nhan",
+        "2 Xoa du lieu ca nhan",
+        "0 Lai 00 Dau",
+    ]
+    _, screen = await caller.press("1")
     text = await read_all(caller, screen)
-    assert "Hotline 0987.542.228." in text
     assert "HS <ma ho so>" in text and "HUY" in text
-    assert "T2-T6 7h30-11h30" in text
+    assert "DK <so CCCD> <ho ten> <ngay sinh> dang ky" in text and "XOA xoa du lieu ca nhan" in text
 
 
-@pytest.mark.parametrize("key", ["2", "3"])
-async def test_registration_and_my_dossiers_say_they_are_coming(phone, key):
+async def test_registration_starts_with_consent_and_stores_nothing_before_it(phone):
     caller = phone()
     await caller.dial()
-    _, screen = await caller.press(key)
-    assert "sap co" in screen
+    _, screen = await caller.press("2")
+    assert screen.splitlines() == [
+        "Dang ky tai khoan",
+        "Luu so CCCD (ma hoa), ho ten, SDT nay de xem ho so cua ban. Xoa luc nao: SMS XOA toi 8088 hoac menu 6.",
+        "1 Dong y",
+        "2 Khong dong y",
+        "0 Lai 00 Dau",
+    ]
+    kind, screen = await caller.press("2")
+    assert kind == "END"
+    assert screen.endswith("Ban chua dang ky. Khong co du lieu nao duoc luu.")
+    assert await Citizen.all().count() == 0
+
+
+async def test_my_dossiers_for_an_unregistered_phone_offers_registration(phone):
+    caller = phone()
+    await caller.dial()
+    _, screen = await caller.press("3")
+    assert screen.splitlines() == [
+        "Ho so cua toi", "So nay chua dang ky. Dang ky de xem moi ho so cua ban.", "1 Dang ky", "0 Lai 00 Dau",
+    ]
+    _, screen = await caller.press("1")
+    assert screen.startswith("Dang ky tai khoan\nLuu so CCCD (ma hoa)")
 
 
 async def test_language_switch_to_english_and_back(phone):

@@ -63,13 +63,11 @@ TEXTS = {
         "Collect results at {address}. Opening hours: {hours}. Bring the appointment slip "
         "and your ID card, and pay any fee. Hotline {hotline}."
     ),
-    T.HELP_INFO: (
-        "Hotline {hotline}. Opening hours: {hours}. SMS: HS <dossier code> to track; "
-        "TT <procedure> for a procedure; TG for help; HUY to stop alerts."
-    ),
-    T.COMING_SOON: (
-        "Coming soon. For now, register on the public services portal "
-        "or at the one-stop desk. Hotline {hotline}."
+    T.HELP_INFO: "Hotline {hotline}. Opening hours: {hours}.",
+    T.HELP_SMS_ITEM: "SMS commands",
+    T.HELP_SMS_INFO: (
+        "SMS: HS <dossier code> to track; TT <procedure> for a procedure; TG for help; HUY to stop alerts; "
+        "DK <ID number> <name> <birth date> to register; XOA to delete your data."
     ),
     T.SMS_HELP: (
         "Public services {agency}: STATUS <dossier code> to track; INFO <procedure>; "
@@ -89,4 +87,93 @@ TEXTS = {
     T.OTP_FOR_DELETE_DATA: "delete your personal data",
     T.OTP_FOR_PORTAL: "verify on the public services portal",
     T.SMS_OPTED_IN: "Dossier alerts to this number are on again. Send STOP to stop them.",
+    # Registration, PIN, my dossiers, deleting one's data
+    T.CONSENT_BODY: "We keep your ID (hashed), name and phone to show your dossiers. Delete any time: SMS XOA to {sms} or menu 6.",
+    T.CONSENT_AGREE: "I agree",
+    T.CONSENT_DECLINE: "I do not agree",
+    T.REGISTER_DECLINED: "You are not registered. Nothing was stored.",
+    T.REGISTER_ID_PROMPT: "Enter your 12-digit ID number (or 9-digit old ID):",
+    T.REGISTER_NAME_PROMPT: "Enter your full name:",
+    T.REGISTER_BIRTH_PROMPT: "Enter your date of birth DDMMYYYY, e.g. 15031990:",
+    T.REGISTER_DONE: "You are registered. Welcome, {name}! Choose 3 My dossiers to see your dossiers.",
+    T.REGISTER_ALREADY: "This phone is already registered. Choose 2 to reset your PIN.",
+    T.REGISTER_SMS: (
+        "Welcome {name}, you registered for public services with ID ...{last3}. Your dossiers: dial {code}, "
+        "choose 3. Delete your data: send XOA. Not you? Call {hotline}."
+    ),
+    T.REASON_ID_FORMAT: "An ID number has 12 digits (old ID: 9).",
+    T.REASON_ID_PROVINCE: "Wrong ID number: province code {province} does not exist.",
+    T.REASON_ID_BIRTH_YEAR: "The birth year does not match the ID number.",
+    T.REASON_NAME_LENGTH: "A name has 2 to 60 characters.",
+    T.REASON_NAME_CHARACTERS: "A name has only letters, spaces and ' - .",
+    T.REASON_BIRTH_FORMAT: "Type the date as DDMMYYYY, e.g. 15031990.",
+    T.REASON_BIRTH_NOT_A_DATE: "That date does not exist.",
+    T.REASON_BIRTH_FUTURE: "The date of birth must be before today.",
+    T.REASON_BIRTH_TOO_EARLY: "The date of birth cannot be before 1900.",
+    T.REASON_PIN_FORMAT: "A PIN is exactly 6 digits.",
+    T.REASON_PIN_SAME_DIGITS: "Too easy: all digits the same.",
+    T.REASON_PIN_SEQUENCE: "Too easy: digits in a row.",
+    T.REASON_PIN_REPEATED: "Too easy: a repeated group.",
+    T.REASON_PIN_BIRTH_DATE: "The PIN must not be your date of birth.",
+    T.OTP_TITLE: "One-time code",
+    T.OTP_PROMPT: "Code sent by SMS, valid until {time}. Enter its 6 digits (1 = send again):",
+    T.OTP_PROMPT_GONE: "The code has expired. Press 1 for a new one by SMS:",
+    T.OTP_FORMAT: "The code is 6 digits.",
+    T.OTP_WRONG: "Wrong code, {tries} tries left.",
+    T.OTP_EXPIRED: "The code has expired or was used.",
+    T.OTP_FAILED: "Too many wrong codes.",
+    T.OTP_RESENT: "A new code was sent by SMS.",
+    T.OTP_RESEND_WAIT: "Wait {seconds} s, then press 1 to resend.",
+    T.OTP_LIMITED: "Too many codes sent. Try again in {minutes} min.",
+    T.PIN_TITLE: "PIN",
+    T.PIN_CREATE_PROMPT: "Choose a 6-digit PIN for your dossiers (not your birth date, 123456, 111111...):",
+    T.PIN_NEW_PROMPT: "Choose a new 6-digit PIN (not 123456, 111111...):",
+    T.PIN_AGAIN_PROMPT: "Enter the PIN again:",
+    T.PIN_MISMATCH: "The two PINs differ. Type it again, or 0 to choose another.",
+    T.PIN_SET_DONE: "Your PIN is set. Choose 3 My dossiers to see your dossiers.",
+    T.PIN_SET_SMS: "The public services PIN of this phone was just set. If it was not you, call {hotline} now.",
+    T.PIN_RESET_OFFER: "This phone is registered (ID ...{last3}). Forgot your PIN? Reset it with a code sent by SMS.",
+    T.PIN_RESET_SEND: "Send the code",
+    T.MY_PIN_PROMPT: "Enter your 6-digit PIN:",
+    T.PIN_WRONG: "Wrong PIN, {tries} tries left.",
+    T.PIN_LOCKED: "Too many wrong PINs. Try again after {time} on {date}, or choose 2 to reset your PIN.",
+    T.MY_NOT_REGISTERED: "This phone is not registered. Register to see all your dossiers.",
+    T.MY_REGISTER: "Register",
+    T.MY_NO_PIN: "You have no PIN yet.",
+    T.MY_SET_PIN: "Set a PIN",
+    T.MY_DOSSIERS_TITLE: "Your dossiers ({count}):",
+    T.MY_DOSSIERS_EMPTY: "No dossier under your phone number or ID number yet.",
+    T.MY_DOSSIER_ITEM: "{date} {procedure}",
+    T.DELETE_MENU_ITEM: "Delete my data",
+    T.DELETE_TITLE: "Delete my data",
+    T.DELETE_EXPLAIN: "This deletes your ID hash, name, PIN and alert choices. Dossiers at the desk stay. Confirm with a code.",
+    T.DELETE_SEND: "Send the code",
+    T.DELETE_NOTHING: "No personal data is kept for this phone.",
+    T.DELETE_DONE: "Your personal data is deleted. Dossier alerts still come; send HUY to stop them.",
+    T.DELETE_SMS: (
+        "The personal data of this phone was deleted (ID, name, PIN, alert choices). "
+        "Send HUY if you do not want dossier alerts."
+    ),
+    T.SMS_REGISTER_HOWTO: "Send DK <ID number> <full name> <birth date DDMMYYYY>, e.g. DK 030090001234 Nguyen Van An 15031990.",
+    T.SMS_REGISTER_REFUSED: "{reason} Send again: DK <ID number> <full name> <birth date DDMMYYYY>.",
+    T.SMS_REGISTER_CONSENT: (
+        "We will keep ID ...{last3} (hashed), the name {name} and this phone to show your dossiers. "
+        "Reply DONG Y to agree. Delete any time: send XOA."
+    ),
+    T.SMS_ALREADY_REGISTERED: "This phone is registered. Forgot your PIN? Dial {code}, choose 2. Delete your data: send XOA.",
+    T.SMS_NO_REGISTRATION: "No registration is waiting (or it expired). Send DK <ID number> <full name> <birth date DDMMYYYY>.",
+    T.SMS_NEED_CONSENT: "Reply DONG Y to agree to keeping your data, then you get the code.",
+    T.SMS_OTP_SENT: "A code was sent in a separate SMS, valid until {time}. Reply OTP <code> or just its 6 digits.",
+    T.SMS_CODE_NEEDED: "Send {keyword} with the 6 digits of the code, e.g. {keyword} 123456.",
+    T.SMS_CODE_WRONG: "Wrong code, {tries} tries left. Reply {keyword} <code>.",
+    T.SMS_CODE_EXPIRED: "The code has expired or was used. Send {again} for a new one.",
+    T.SMS_CODE_FAILED: "Too many wrong codes. Send {again} for a new one.",
+    T.SMS_CODE_WAIT: "A code was just sent. Wait {seconds} s, then send {again} for a new one.",
+    T.SMS_CODE_LIMITED: "Too many codes sent. Try again in {minutes} min.",
+    T.SMS_REGISTERED: "You are registered, {name}! Dial {code}, choose 2 to set your PIN, then 3 to see your dossiers.",
+    T.SMS_DELETE_CODE_SENT: (
+        "A code was sent. Reply XOA <code> before {time} to delete your ID hash, name, PIN and alert choices. "
+        "Dossiers at the desk stay."
+    ),
+    T.SMS_DELETE_HINT: "To delete your data, reply XOA <code>.",
 }

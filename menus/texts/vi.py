@@ -63,16 +63,14 @@ TEXTS = {
         "Nhan ket qua tai {address}. Gio lam viec: {hours}. Mang giay hen tra va CCCD, "
         "nop phi neu co. Hotline {hotline}."
     ),
-    T.HELP_INFO: (
-        "Hotline {hotline}. Gio lam viec: {hours}. Nhan tin: HS <ma ho so> de tra cuu; "
-        "TT <ten thu tuc> xem thu tuc; TG huong dan; HUY ngung tin bao."
-    ),
-    T.COMING_SOON: (
-        "Chuc nang nay sap co. Hien ban co the dang ky tren Cong dich vu cong "
-        "hoac tai bo phan Mot cua. Hotline {hotline}."
+    T.HELP_INFO: "Hotline {hotline}. Gio lam viec: {hours}.",
+    T.HELP_SMS_ITEM: "Cu phap tin nhan",
+    T.HELP_SMS_INFO: (
+        "Nhan tin: HS <ma ho so> de tra cuu; TT <ten thu tuc> xem thu tuc; TG huong dan; HUY ngung tin bao; "
+        "DK <so CCCD> <ho ten> <ngay sinh> dang ky; XOA xoa du lieu ca nhan."
     ),
     T.SMS_HELP: (
-        "DVC {agency}: HS <ma ho so> tra cuu ho so; TT <ten thu tuc> xem thu tuc; "
+        "DVC {agency}: HS <ma ho so> tra cuu ho so; TT <thu tuc>; DK dang ky; XOA xoa du lieu; "
         "HUY ngung tin bao, DK TB nhan lai. Hotline {hotline}."
     ),
     T.SMS_UNKNOWN: "Khong hieu tin nhan. Gui HS <ma ho so> de tra cuu, TT <ten thu tuc>, TG de xem huong dan.",
@@ -89,4 +87,93 @@ TEXTS = {
     T.OTP_FOR_PIN_RESET: "dat lai ma PIN DVC",
     T.OTP_FOR_DELETE_DATA: "xoa du lieu ca nhan DVC",
     T.OTP_FOR_PORTAL: "xac thuc tren Cong DVC",
+    # Registration, PIN, my dossiers, deleting one's data
+    T.CONSENT_BODY: "Luu so CCCD (ma hoa), ho ten, SDT nay de xem ho so cua ban. Xoa luc nao: SMS XOA toi {sms} hoac menu 6.",
+    T.CONSENT_AGREE: "Dong y",
+    T.CONSENT_DECLINE: "Khong dong y",
+    T.REGISTER_DECLINED: "Ban chua dang ky. Khong co du lieu nao duoc luu.",
+    T.REGISTER_ID_PROMPT: "Nhap so CCCD 12 so (hoac CMND 9 so):",
+    T.REGISTER_NAME_PROMPT: "Nhap ho ten (co dau hoac khong dau):",
+    T.REGISTER_BIRTH_PROMPT: "Nhap ngay sinh DDMMYYYY, vd 15031990:",
+    T.REGISTER_DONE: "Dang ky thanh cong. Chao {name}! Chon 3 Ho so cua toi de xem ho so cua ban.",
+    T.REGISTER_ALREADY: "So dien thoai nay da duoc dang ky. Chon 2 de dat lai ma PIN.",
+    T.REGISTER_SMS: (
+        "Chao {name}, ban da dang ky DVC voi CCCD ...{last3}. Xem ho so: quay {code} chon 3. "
+        "Xoa du lieu: gui XOA. Khong phai ban? Goi {hotline}."
+    ),
+    T.REASON_ID_FORMAT: "So CCCD gom 12 so (CMND 9 so).",
+    T.REASON_ID_PROVINCE: "So CCCD sai: ma tinh {province} khong ton tai.",
+    T.REASON_ID_BIRTH_YEAR: "Nam sinh khong khop so dinh danh.",
+    T.REASON_NAME_LENGTH: "Ho ten dai tu 2 den 60 ky tu.",
+    T.REASON_NAME_CHARACTERS: "Ho ten chi gom chu cai, dau cach va ' - .",
+    T.REASON_BIRTH_FORMAT: "Ngay sinh nhap dang DDMMYYYY, vd 15031990.",
+    T.REASON_BIRTH_NOT_A_DATE: "Ngay sinh khong co that.",
+    T.REASON_BIRTH_FUTURE: "Ngay sinh phai truoc hom nay.",
+    T.REASON_BIRTH_TOO_EARLY: "Ngay sinh khong the truoc nam 1900.",
+    T.REASON_PIN_FORMAT: "Ma PIN gom dung 6 chu so.",
+    T.REASON_PIN_SAME_DIGITS: "PIN de doan: 6 so giong nhau.",
+    T.REASON_PIN_SEQUENCE: "PIN de doan: day so lien tiep.",
+    T.REASON_PIN_REPEATED: "PIN de doan: lap lai mot nhom so.",
+    T.REASON_PIN_BIRTH_DATE: "PIN khong duoc la ngay sinh.",
+    T.OTP_TITLE: "Ma OTP",
+    T.OTP_PROMPT: "Ma da gui qua SMS, het han luc {time}. Nhap 6 so cua ma (1 = gui lai):",
+    T.OTP_PROMPT_GONE: "Ma da het han. Bam 1 de nhan ma moi qua SMS:",
+    T.OTP_FORMAT: "Ma OTP gom 6 chu so.",
+    T.OTP_WRONG: "Ma sai, con {tries} lan thu.",
+    T.OTP_EXPIRED: "Ma da het han hoac da dung.",
+    T.OTP_FAILED: "Sai ma qua nhieu lan.",
+    T.OTP_RESENT: "Da gui ma moi qua SMS.",
+    T.OTP_RESEND_WAIT: "Doi {seconds} giay roi bam 1 de gui lai.",
+    T.OTP_LIMITED: "Da gui qua nhieu ma. Thu lai sau {minutes} phut.",
+    T.PIN_TITLE: "Ma PIN",
+    T.PIN_CREATE_PROMPT: "Tao ma PIN 6 so de xem ho so (khong dung ngay sinh, 123456, 111111...):",
+    T.PIN_NEW_PROMPT: "Nhap ma PIN moi 6 so (khong dung 123456, 111111...):",
+    T.PIN_AGAIN_PROMPT: "Nhap lai ma PIN:",
+    T.PIN_MISMATCH: "Hai lan nhap khac nhau. Nhap lai, hoac 0 de tao ma khac.",
+    T.PIN_SET_DONE: "Da dat ma PIN. Chon 3 Ho so cua toi de xem ho so cua ban.",
+    T.PIN_SET_SMS: "Ma PIN DVC cua so nay vua duoc dat. Neu khong phai ban, goi ngay {hotline}.",
+    T.PIN_RESET_OFFER: "So nay da dang ky (CCCD ...{last3}). Quen ma PIN? Dat lai bang ma OTP gui qua SMS.",
+    T.PIN_RESET_SEND: "Gui ma OTP",
+    T.MY_PIN_PROMPT: "Nhap ma PIN 6 so:",
+    T.PIN_WRONG: "Sai ma PIN, con {tries} lan thu.",
+    T.PIN_LOCKED: "Sai ma PIN qua nhieu lan. Thu lai sau {time} ngay {date}, hoac chon 2 de dat lai ma PIN.",
+    T.MY_NOT_REGISTERED: "So nay chua dang ky. Dang ky de xem moi ho so cua ban.",
+    T.MY_REGISTER: "Dang ky",
+    T.MY_NO_PIN: "Ban chua co ma PIN.",
+    T.MY_SET_PIN: "Dat ma PIN",
+    T.MY_DOSSIERS_TITLE: "Ho so cua ban ({count}):",
+    T.MY_DOSSIERS_EMPTY: "Chua co ho so nao theo so dien thoai hay so CCCD cua ban.",
+    T.MY_DOSSIER_ITEM: "{date} {procedure}",
+    T.DELETE_MENU_ITEM: "Xoa du lieu ca nhan",
+    T.DELETE_TITLE: "Xoa du lieu ca nhan",
+    T.DELETE_EXPLAIN: "Se xoa so CCCD (ma hoa), ho ten, ma PIN, lua chon tin bao. Ho so o Mot cua van giu. Xac nhan bang ma OTP.",
+    T.DELETE_SEND: "Gui ma OTP",
+    T.DELETE_NOTHING: "So nay khong co du lieu ca nhan nao duoc luu.",
+    T.DELETE_DONE: "Da xoa du lieu ca nhan cua ban. Tin bao ho so van gui; nhan HUY de ngung.",
+    T.DELETE_SMS: (
+        "Da xoa du lieu ca nhan cua so nay (CCCD, ho ten, ma PIN, lua chon tin bao). "
+        "Gui HUY neu khong muon nhan tin bao ho so."
+    ),
+    T.SMS_REGISTER_HOWTO: "Gui DK <so CCCD> <ho ten> <ngay sinh DDMMYYYY>, vd DK 030090001234 Nguyen Van An 15031990.",
+    T.SMS_REGISTER_REFUSED: "{reason} Gui lai: DK <so CCCD> <ho ten> <ngay sinh DDMMYYYY>.",
+    T.SMS_REGISTER_CONSENT: (
+        "Se luu so CCCD ...{last3} (ma hoa), ho ten {name}, SDT nay de xem ho so cua ban. "
+        "Tra loi DONG Y de dong y. Xoa luc nao: gui XOA."
+    ),
+    T.SMS_ALREADY_REGISTERED: "So nay da dang ky. Quen ma PIN? Quay {code} chon 2. Xoa du lieu: gui XOA.",
+    T.SMS_NO_REGISTRATION: "Khong co dang ky nao dang cho (hoac da het han). Gui DK <so CCCD> <ho ten> <ngay sinh DDMMYYYY>.",
+    T.SMS_NEED_CONSENT: "Tra loi DONG Y de dong y luu du lieu, roi nhan ma OTP.",
+    T.SMS_OTP_SENT: "Da gui ma OTP trong tin rieng, het han luc {time}. Tra loi OTP <ma> hoac chi 6 so cua ma.",
+    T.SMS_CODE_NEEDED: "Gui {keyword} kem 6 so cua ma OTP, vd {keyword} 123456.",
+    T.SMS_CODE_WRONG: "Ma khong dung, con {tries} lan thu. Tra loi {keyword} <ma>.",
+    T.SMS_CODE_EXPIRED: "Ma da het han hoac da dung. Gui {again} de nhan ma moi.",
+    T.SMS_CODE_FAILED: "Sai ma qua nhieu lan. Gui {again} de nhan ma moi.",
+    T.SMS_CODE_WAIT: "Vua gui ma. Doi {seconds} giay roi gui {again} de nhan ma moi.",
+    T.SMS_CODE_LIMITED: "Da gui qua nhieu ma. Thu lai sau {minutes} phut.",
+    T.SMS_REGISTERED: "Dang ky thanh cong, chao {name}! Quay {code} chon 2 de dat ma PIN, roi chon 3 de xem ho so.",
+    T.SMS_DELETE_CODE_SENT: (
+        "Da gui ma OTP. Tra loi XOA <ma> truoc {time} de xoa so CCCD, ho ten, ma PIN, lua chon tin bao. "
+        "Ho so o Mot cua van giu."
+    ),
+    T.SMS_DELETE_HINT: "De xoa du lieu, tra loi XOA <ma OTP>.",
 }
