@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import time
 import zoneinfo
 from typing import Callable
@@ -38,9 +39,11 @@ class _Duplicate(Exception):
     """Raised inside the transaction to roll it back: another copy already got its answer."""
 
 
-def text_digest(text: str) -> str:
-    """What makes two texts "the same": case and runs of white space do not count."""
-    return hashlib.sha256(" ".join(text.split()).lower().encode()).hexdigest()
+def text_digest(text: str, key: str) -> str:
+    """What makes two texts "the same": case and runs of white space do not count. Keyed:
+    a text may hold an OTP or an ID number, which a plain hash would let anyone recover."""
+    return hmac.new(key.encode(), " ".join(text.split()).lower().encode("utf-8", "surrogatepass"),
+                    hashlib.sha256).hexdigest()
 
 
 class SmsService:
@@ -61,7 +64,8 @@ class SmsService:
         started = time.perf_counter()
         now = self._clock()
         key = phone_key(message.sender, self._settings.security.secret_key)
-        digest = text_digest(message.text)
+        digest = text_digest(message.text, self._settings.security.secret_key)
+        written = self._services.outbox.written
         try:
             async with self._sql.transaction() as tx:
                 if not await claim_fingerprint(tx, key, digest, now, self._window):
@@ -79,6 +83,7 @@ class SmsService:
             # The transaction rolled back: nothing of this copy was written.
             self._log(message, "duplicate", started)
             return False
+        self._services.wake_if_written(written)
         self._log(message, answer.command.value, started)
         return True
 

@@ -74,10 +74,13 @@ class UssdService:
         if self._oversized(request):
             # Refused before any read or write: the session, if any, is left as it was.
             return self._refusal(None, 0)
+        written = self._services.outbox.written
         try:
             # One unit of work: the hop's reads, its session write and its effects, or none.
             async with self._sql.transaction() as tx:
-                return await self._hop(tx, request, now)
+                outcome = await self._hop(tx, request, now)
+            self._services.wake_if_written(written)
+            return outcome
         except _LostRace:
             # The same hop raced in twice (an eager retry): answer what the winner stored;
             # everything this copy did rolled back.

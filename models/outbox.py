@@ -79,6 +79,9 @@ class OutboxWriter:
         self._phone_key = phone_key
         self._markers = cut_markers
         self._default_lang = default_lang
+        # Messages written so far by this process: a unit of work compares it before and
+        # after its commit to know whether to wake the dispatcher.
+        self.written = 0
 
     def after_quiet_hours(self, moment: dt.datetime) -> dt.datetime:
         return self._quiet.release(moment)
@@ -114,4 +117,5 @@ class OutboxWriter:
             to, prepared.text, prepared.encoding.value, prepared.parts, kind.value, urgent,
             SmsStatus.QUEUED.value, due, expires, now,
         ))
+        self.written += 1
         return QueuedSms(rows[0][0], to, prepared.text, prepared.encoding, prepared.parts, kind, due, expires)

@@ -12,8 +12,8 @@ What goes (cut-offs from ``[retention]``, ``[ussd]`` and ``[sms]``):
   message; this catches any row left with one);
 - OTP challenges ``otp_challenge_hours`` after they expired (the portal may still ask how
   one ended until then), and rate counters whose window ended long ago (twice the longest
-  window, an hour, after it began). These two appear in the counts only when they purged
-  something, so the summary of a purge keeps its fixed keys otherwise.
+  window, an hour, after it began);
+- registrations started by SMS (``DK ...``) and never confirmed, once they expired.
 
 Each statement touches at most ``batch_size`` rows (``DELETE ... WHERE id IN (SELECT id
 ... LIMIT n)``), and the loop is yielded between batches, so a large backlog never holds
@@ -88,9 +88,13 @@ _DELETE_RATE_COUNTERS = (
 )
 
 # The keys of every count, in the order the purge runs.
-COUNT_KEYS = ("ussd_sessions", "inbound_sms", "inbound_fingerprints", "otp_texts_cleared", "outbound_sms")
-# Counted after those, and present in the counts only when not zero.
-OTP_COUNT_KEYS = ("otp_challenges", "rate_counters")
+_DELETE_SMS_REGISTRATIONS = (
+    "DELETE FROM sms_registration WHERE id IN ("
+    " SELECT id FROM sms_registration WHERE expires_at < ? LIMIT ?) RETURNING id"
+)
+
+COUNT_KEYS = ("ussd_sessions", "inbound_sms", "inbound_fingerprints", "otp_texts_cleared", "outbound_sms",
+              "otp_challenges", "rate_counters", "sms_registrations")
 
 
 class LeaseLost(Exception):
@@ -152,14 +156,14 @@ class Purger:
             ("outbound_sms", _DELETE_OUTBOUND, (cut["outbound_sms"],)),
             ("otp_challenges", _DELETE_OTP_CHALLENGES, (cut["otp_challenges"],)),
             ("rate_counters", _DELETE_RATE_COUNTERS, (cut["rate_counters"],)),
+            ("sms_registrations", _DELETE_SMS_REGISTRATIONS, (now,)),  # abandoned DK ... never confirmed
         )
         counts = dict.fromkeys(COUNT_KEYS, 0)
         for key, statement, params in steps:
             if self._stopping():
                 break
             done = await self._in_batches(statement, params)
-            if done or key not in OTP_COUNT_KEYS:
-                counts[key] = done
+            counts[key] = done
         return counts
 
     async def purge_all(self) -> dict[str, int]:

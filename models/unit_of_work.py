@@ -47,6 +47,12 @@ class Services:
         """A feature's own effect and the service that applies it."""
         self._handlers[effect_type] = handler
 
+    def wake_if_written(self, since: int) -> None:
+        """After a commit: wake the dispatcher if the unit of work wrote an SMS (an effect's,
+        or an OTP a step sent), so it goes now rather than at the next poll."""
+        if self.outbox.written != since:
+            self._on_sms_queued()
+
     def check(self) -> None:
         """Every effect type has its handler (the app calls this once everything registered)."""
         # By name: a dataclass with slots is a second class object, beside the first one.
@@ -60,12 +66,10 @@ class Services:
             await self._handlers[type(effect)](tx, effect, now)
 
     async def _send_sms(self, tx: Tx, effect: SendSms, now: dt.datetime) -> None:
-        queued = await self.outbox.enqueue(
+        await self.outbox.enqueue(
             tx, effect.to, effect.text, effect.kind, now,
             urgent=effect.urgent, ttl_seconds=effect.ttl_seconds, lang=effect.lang,
         )
-        if queued is not None:
-            self._on_sms_queued()
 
     async def _set_notifications(self, tx: Tx, effect: SetNotifications, now: dt.datetime) -> None:
         key = self._phone_key(effect.phone)

@@ -296,6 +296,17 @@ async def test_otp_text_is_cleared_once_sent_or_final_and_kept_while_it_may_go(a
 # -- the lease ----------------------------------------------------------------------------------
 
 
+async def test_abandoned_sms_registrations_go_once_expired(app_client, quiet_settings, sql, clock):
+    # Two texts "DK <id> <name> <date>" never confirmed with DONG Y: one has expired.
+    for phone_key, expires in (("k-old", clock.now - dt.timedelta(seconds=1)), ("k-new", clock.now + dt.timedelta(minutes=5))):
+        await sql.fetch(
+            "INSERT INTO sms_registration (phone_key, id_hash, id_last3, name, lang, stage, created_at, expires_at)"
+            " VALUES (?,?,?,?,?,?,?,?)", (phone_key, "h", "123", "Nguyen Van A", "vi", "consent", clock.now, expires))
+    counts = await Purger(quiet_settings, sql, clock).purge_once(clock.now)
+    assert counts == {**dict.fromkeys(COUNT_KEYS, 0), "sms_registrations": 1}
+    assert [row[0] for row in await sql.fetch("SELECT phone_key FROM sms_registration")] == ["k-new"]
+
+
 async def test_lease_is_held_by_one_renewed_by_it_and_taken_over_after_expiry(sql, clock):
     leases = Leases(sql)
     now = clock.now
@@ -551,7 +562,7 @@ async def test_purge_command_purges_everything_due_and_respects_the_lease(make_c
         code, out, err = await run_cli(settings_file, "purge")
         assert code == 0, err
         assert out.strip() == (
-            "purged: 1 ussd_sessions, 1 inbound_sms, 1 inbound_fingerprints, 1 otp_texts_cleared, 2 outbound_sms"
+            "purged: 1 ussd_sessions, 1 inbound_sms, 1 inbound_fingerprints, 1 otp_texts_cleared, 2 outbound_sms, 0 otp_challenges, 0 rate_counters, 0 sms_registrations"
         ), out
         assert await UssdSession.all().count() == 0 and await InboundSms.all().count() == 0
         assert await InboundFingerprint.all().count() == 0
