@@ -287,7 +287,7 @@ def _validate(settings: Settings) -> Settings:
     if settings.logging.format not in ("auto", "console", "json"):
         raise SettingsError(f"logging.format must be auto, console or json, got {settings.logging.format!r}")
     if settings.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise SettingsError(f"logging.level must be debug, info, warning or error")
+        raise SettingsError("logging.level must be debug, info, warning or error")
     sms = settings.sms
     if sms.transport not in ("console", "kannel", "smpp", "http"):
         raise SettingsError(f"sms.transport must be console, kannel, smpp or http, got {sms.transport!r}")

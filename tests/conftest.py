@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import uuid
-from typing import Any, Callable
+from typing import Callable
 
 import pytest
 
@@ -167,3 +167,18 @@ def phone(client) -> Callable[..., Phone]:
         return Phone(client, msisdn, code)
 
     return make
+
+
+@pytest.fixture
+def log_stream():
+    """Every log line of the test, as the gateway writes them outside a terminal (JSON)."""
+    import io
+
+    from gateway import logs
+
+    stream = io.StringIO()
+    logs.configure("info", "json", stream=stream)
+    try:
+        yield stream
+    finally:
+        logs.configure("info", "json")

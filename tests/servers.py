@@ -101,3 +101,17 @@ class GatewayProcess:
 
     async def __aexit__(self, *exc: object) -> None:
         self.stop()
+
+
+async def run_cli(settings_path: Path, *args: str, timeout: float = 120) -> tuple[int, str, str]:
+    """``python -m gateway --settings <file> <args>``: (exit code, stdout, stderr). The settings
+    file names the database: the suite's own database variables are not passed on."""
+    env = {**os.environ, "GATEWAY_SECRET_KEY": "test-secret"}
+    env.pop("GATEWAY_DATABASE_URL", None)
+    env.pop("GATEWAY_SETTINGS", None)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "--settings", str(settings_path), *args,
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=timeout)
+    return process.returncode, out.decode(), err.decode()

@@ -15,7 +15,6 @@ import pytest
 from structlog.testing import capture_logs
 
 from gateway import phones
-from gateway.app import create_app
 from gateway.settings import from_mapping
 from menus.texts import T, text
 from models.entities import InboundSms, OutboundSms, UssdSession

@@ -13,9 +13,7 @@ callback, delivery reports included, must carry the token.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import socket
 from pathlib import Path
 from urllib.parse import quote
 

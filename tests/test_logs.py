@@ -39,16 +39,6 @@ MASKED = "+8498*****28"
 ID_NUMBER = "030201001234"
 
 
-@pytest.fixture
-def log_stream():
-    stream = io.StringIO()
-    logs.configure("info", "json", stream=stream)
-    try:
-        yield stream
-    finally:
-        logs.configure("info", "json")
-
-
 def json_lines(text: str) -> list[dict]:
     """Every line parsed as a JSON object: a line that is not one fails here, quoted."""
     lines = []

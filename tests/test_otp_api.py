@@ -11,10 +11,7 @@ import asyncio
 import datetime as dt
 import io
 import json
-import os
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -22,8 +19,8 @@ from gateway import logs
 from gateway.api import OPENAPI, add_api_client, api_key_hash, create_api_app, disable_api_client
 from gateway.app import SQL
 from tests.test_sms import sent_to
+from tests.servers import run_cli
 
-REPO = Path(__file__).resolve().parent.parent
 LOCAL = "0987542228"
 PHONE = "+84987542228"
 
@@ -327,18 +324,6 @@ async def test_no_code_key_or_phone_in_any_log_line(client, keys, portal, clock)
     rendered = stream.getvalue()
     for secret in (code, keys["portal"], keys["portal"][3:20], "987542228"):
         assert secret not in rendered, secret
-
-
-async def run_cli(settings_path: Path, *args: str) -> tuple[int, str, str]:
-    env = {**os.environ, "GATEWAY_SECRET_KEY": "test-secret"}
-    env.pop("GATEWAY_DATABASE_URL", None)
-    env.pop("GATEWAY_SETTINGS", None)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "--settings", str(settings_path), *args,
-        cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
-    return process.returncode, out.decode(), err.decode()
 
 
 async def test_the_cli_makes_a_key_once_and_disables_it(client, settings, tmp_path):

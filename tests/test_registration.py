@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import io
 import re
 import threading
 import zoneinfo
@@ -13,7 +12,6 @@ import zoneinfo
 import pytest
 from tortoise import connections
 
-from gateway import logs
 from gateway.app import SERVICES, SQL
 from gateway.phone_sim import run_phone
 from gateway.phones import phone_key
@@ -637,16 +635,6 @@ async def test_two_copies_of_the_final_hop_at_once_make_one_citizen(client, phon
 
 
 # No OTP, PIN or ID number in a log line or at rest ----------------------------------------------------
-
-@pytest.fixture
-def log_stream():
-    stream = io.StringIO()
-    logs.configure("info", "json", stream=stream)
-    try:
-        yield stream
-    finally:
-        logs.configure("info", "json")
-
 
 async def every_stored_text() -> list[str]:
     connection = connections.get("default")

@@ -10,10 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-import os
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
@@ -28,8 +25,8 @@ from models.retention import COUNT_KEYS, LEASE_NAME, Purger
 from models.seed import DEMO_PHONE
 from tests.conftest import Phone
 from tests.waiting import eventually as wait_for
+from tests.servers import run_cli
 
-REPO = Path(__file__).resolve().parent.parent
 DAY = 86400
 
 
@@ -514,18 +511,6 @@ async def test_a_failing_pass_is_logged_and_the_loop_goes_on(app_client, quiet_s
 
 
 # -- the command line ---------------------------------------------------------------------------
-
-
-async def run_cli(settings_path: Path, *args: str) -> tuple[int, str, str]:
-    env = {**os.environ, "GATEWAY_SECRET_KEY": "test-secret"}
-    env.pop("GATEWAY_DATABASE_URL", None)
-    env.pop("GATEWAY_SETTINGS", None)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "--settings", str(settings_path), *args,
-        cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
-    return process.returncode, out.decode(), err.decode()
 
 
 async def test_purge_command_purges_everything_due_and_respects_the_lease(make_client, quiet_settings, clock, tmp_path):

@@ -296,8 +296,6 @@ class ScriptedProvider(SmsTransport):
 
 
 async def dispatcher_for(settings, provider, clock):
-    from tortoise import connections
-
     url = settings.database.url
     sql = open_runner(url)
     return Dispatcher(settings.replace(sms={"run_dispatcher": False}), provider, sql, clock, worker_id="t"), sql
