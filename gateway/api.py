@@ -42,6 +42,11 @@ from gateway.webhook_input import Refused, json_object
 from menus.texts import LANGUAGES
 from models.otp import OtpLimited, OtpPurpose
 
+# What the portal may ask codes for. The gateway's own journeys (registration, PIN reset,
+# deletion) issue theirs themselves: a portal call must not send a citizen a code worded
+# for one of them, nor spend the phone's hourly allowance on it.
+PORTAL_PURPOSES = (OtpPurpose.PORTAL,)
+
 log = get_logger("gateway.api")
 
 PREFIX = "/api/v1"
@@ -276,8 +281,10 @@ async def start_verification(request: web.Request) -> web.Response:
         raise ApiError(400, "phone is not a valid Vietnamese mobile number", "phone")
     try:
         purpose = OtpPurpose(_text(body, "purpose", required=True))
+        if purpose not in PORTAL_PURPOSES:
+            raise ValueError(purpose)
     except ValueError:
-        raise ApiError(400, f"purpose must be one of {', '.join(p.value for p in OtpPurpose)}", "purpose") from None
+        raise ApiError(400, f"purpose must be one of {', '.join(p.value for p in PORTAL_PURPOSES)}", "purpose") from None
     lang = _text(body, "lang") or request.config_dict[SETTINGS].ussd.default_language
     if lang not in LANGUAGES:
         raise ApiError(400, f"lang must be one of {', '.join(LANGUAGES)}", "lang")
@@ -487,7 +494,7 @@ OPENAPI: dict[str, Any] = {
                 "properties": {
                     "phone": {"type": "string", "maxLength": 32, "description": "A Vietnamese mobile number in any usual spelling",
                               "examples": ["0987542228", "+84987542228"]},
-                    "purpose": {"type": "string", "enum": [p.value for p in OtpPurpose],
+                    "purpose": {"type": "string", "enum": [p.value for p in PORTAL_PURPOSES],
                                 "description": "What the code is for: the SMS says so"},
                     "lang": {"type": "string", "enum": list(LANGUAGES), "description": "Language of the SMS"},
                 },
@@ -504,7 +511,7 @@ OPENAPI: dict[str, Any] = {
                 "properties": {
                     "id": {"type": "string"},
                     "status": {"const": "pending"},
-                    "purpose": {"type": "string", "enum": [p.value for p in OtpPurpose]},
+                    "purpose": {"type": "string", "enum": [p.value for p in PORTAL_PURPOSES]},
                     "expires_at": {"type": "string", "format": "date-time"},
                     "resend_after": {"type": "string", "format": "date-time",
                                      "description": "No new code for this phone and purpose before this"},

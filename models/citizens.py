@@ -267,6 +267,13 @@ class CitizenService:
             removed.append("preferences")
         if await tx.fetch("DELETE FROM sms_registration WHERE phone_key=? RETURNING id", (key,)):
             removed.append("sms_registration")
+        # What was sent to the phone may quote the name and ID digits (the confirmation, the
+        # consent reply): the texts of sent messages go too; the delivery records stay.
+        if await tx.fetch(
+            "UPDATE outbound_sms SET text='' WHERE to_phone=? AND text<>''"
+            " AND status IN ('sent', 'delivered', 'failed', 'expired') RETURNING id", (phone,)
+        ):
+            removed.append("sms_texts")
         await tx.fetch(
             "INSERT INTO deletion_audit (deleted_at, channel, removed) VALUES (?,?,?)",
             (now, channel, ",".join(removed) or "nothing"),

@@ -531,7 +531,10 @@ async def test_delete_my_data_by_ussd_with_a_code(client, phone, clock):
     assert await Citizen.all().count() == 0
     assert await PhonePreference.all().count() == 0 and await SmsRegistration.all().count() == 0
     [audit] = await DeletionAudit.all()
-    assert (audit.channel, audit.removed) == ("ussd", "citizen,pin,preferences")
+    assert (audit.channel, audit.removed) == ("ussd", "citizen,pin,preferences,sms_texts")
+    # What was sent before (the confirmation quoting the name) keeps its delivery record only.
+    assert not await OutboundSms.filter(text__contains=NAME).exists()
+    assert await OutboundSms.filter(to_phone=CALLER_E164, text="").exists()
     messages = await wait_for_sms(client, CALLER, 3)
     assert messages[-1]["text"].startswith("Da xoa du lieu ca nhan cua so nay (CCCD, ho ten, ma PIN, lua chon tin bao).")
 

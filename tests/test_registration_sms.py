@@ -231,7 +231,7 @@ async def test_xoa_sends_a_code_and_xoa_code_deletes(client, clock, settings):
         "Gui HUY neu khong muon nhan tin bao ho so.")
     assert await Citizen.all().count() == 0
     [audit] = await DeletionAudit.all()
-    assert (audit.channel, audit.removed) == ("sms", "citizen,pin,preferences")
+    assert (audit.channel, audit.removed) == ("sms", "citizen,pin,preferences,sms_texts")
     clock.advance(121)
     assert await talk.send(f"XOA {code}") == "Ma da het han hoac da dung. Gui XOA de nhan ma moi."
     assert await DeletionAudit.all().count() == 1
@@ -244,7 +244,7 @@ async def test_xoa_also_drops_a_registration_waiting_for_consent(client):
     [code] = await codes_sent(client, CALLER, 1)
     await talk.send(f"XOA {code}")
     assert await SmsRegistration.all().count() == 0
-    assert (await DeletionAudit.get()).removed == "sms_registration"
+    assert (await DeletionAudit.get()).removed == "sms_registration,sms_texts"  # the consent reply
     assert await talk.send("DONG Y") == NO_REGISTRATION
 
 
