@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import zoneinfo
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from gateway.logs import get_logger
@@ -19,7 +19,7 @@ from gateway.messages import UssdReply, UssdRequest, split_service_code
 from gateway.phones import mask, phone_key
 from gateway.settings import Settings
 from menus import ussd as _menu  # noqa: F401 - registers the screens
-from menus.engine import HopContext, MenuState, Reply, Screen, render, resume_state, start_state, step
+from menus.engine import HopContext, MenuState, Reply, Screen, render, resumable_stack, resume_state, start_state, step
 from menus.render import Renderer
 from menus.texts import T, text
 from menus.views import Directory
@@ -229,6 +229,7 @@ class UssdService:
         if last is None:
             return None
         state = MenuState.from_json(last.state)
+        state = replace(state, stack=resumable_stack(state.stack))
         if not state.stack or len(state.stack) < 2 or state.settled or state.frame.screen is Screen.RESUME:
             return last.id, None
         return last.id, state

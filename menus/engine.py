@@ -64,6 +64,19 @@ class Screen(enum.Enum):
     HELP_SMS = "help_sms"
 
 
+# Screens a PIN opened. A dialogue resumed in a new session is cut back to before the
+# first of them, so the PIN is asked again: the new session may not be the citizen's hand.
+BEHIND_PIN = frozenset({Screen.MY_DOSSIER_LIST})
+
+
+def resumable_stack(stack: tuple["Frame", ...]) -> tuple["Frame", ...]:
+    """What of a dropped dialogue's stack a new session may continue."""
+    for index, frame in enumerate(stack):
+        if frame.screen in BEHIND_PIN:
+            return stack[:index]
+    return stack
+
+
 class Command(enum.Enum):
     """Choices that act on the dialogue itself rather than open a screen."""
 

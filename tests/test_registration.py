@@ -473,6 +473,24 @@ async def test_my_dossiers_by_phone_newest_first_each_opening_to_its_status(clie
     assert screen.splitlines()[0] == f"Ho so {mine[-1].code}"
 
 
+async def test_a_dropped_dialogue_resumes_before_the_pin_never_behind_it(client, phone, clock):
+    await register_directly(client, clock, msisdn=DEMO_PHONE)
+    caller = phone(DEMO_PHONE)
+    await caller.dial()
+    await caller.press("3")
+    _, pin_prompt = await caller.press("1" * 5)  # a wrong PIN first: the prompt, with its notice
+    _, listing = await caller.press(PIN)
+    assert listing.startswith("Ho so cua ban")
+    _, opened = await caller.press("1")  # into a dossier, personal details shown
+    clock.advance(200)  # the session drops; somebody dials again from this phone
+    _, screen = await caller.dial()
+    assert screen.startswith("Ban dang dung giua chung.")
+    _, screen = await caller.press("1")  # continue: back to the PIN, not to the list
+    assert "PIN" in screen and not screen.startswith("Ho so cua ban") and screen != opened
+    _, screen = await caller.press(PIN)
+    assert screen == listing
+
+
 async def test_my_dossiers_by_id_hash_show_personal_details_whichever_phone_filed_them(client, phone, clock):
     citizens = client.app[SERVICES].citizens
     await register_directly(client, clock)
