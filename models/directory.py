@@ -145,7 +145,16 @@ class DatabaseDirectory:
         return await self._views('WHERE d.agency_id=? AND d.tail=? ORDER BY d.code', (agency_id, tail))
 
     async def dossiers_of(self, phone: str, id_hash: str | None) -> list[DossierView]:
+        """The caller's dossiers: filed with this phone, or under the caller's ID number.
+
+        Registration cannot prove that an ID number is the caller's own (its digits only
+        carry the birth year), so an ID match counts only once the one-stop system itself
+        has linked that ID number to this phone on some dossier: knowing someone's ID
+        number must not open their dossiers.
+        """
         # Both columns are indexed; at most MY_DOSSIERS_LIMIT, the newest (a screen list pages them).
         return await self._views(
-            'WHERE d.applicant_phone=? OR (d.applicant_id_hash IS NOT NULL AND d.applicant_id_hash=?)'
-            ' ORDER BY d.received_at DESC, d.id DESC LIMIT ?', (phone, id_hash or "", MY_DOSSIERS_LIMIT))
+            'WHERE d.applicant_phone=? OR (d.applicant_id_hash IS NOT NULL AND d.applicant_id_hash=?'
+            ' AND EXISTS (SELECT 1 FROM dossier l WHERE l.applicant_id_hash=? AND l.applicant_phone=?))'
+            ' ORDER BY d.received_at DESC, d.id DESC LIMIT ?',
+            (phone, id_hash or "", id_hash or "", phone, MY_DOSSIERS_LIMIT))

@@ -500,11 +500,23 @@ async def test_my_dossiers_by_id_hash_show_personal_details_whichever_phone_file
     await Dossier.filter(id=newer.id).update(received_at=clock.now - dt.timedelta(days=1))
     newer = await Dossier.get(id=newer.id).prefetch_related("procedure")
     caller = phone(CALLER)
+
+    # Registered with that ID number, but nothing from the one-stop system ties it to this
+    # phone: knowing somebody's ID number opens none of their dossiers.
+    await caller.dial()
+    await caller.press("3")
+    _, screen = await caller.press(PIN)
+    assert screen.splitlines()[0] == "Ho so cua ban (0):"
+
+    # The one-stop system filed a dossier of this ID number with this phone: now the ID counts.
+    linking = await Dossier.filter(applicant_phone=DEMO_PHONE, status_note="").order_by("-received_at").first()
+    await Dossier.filter(id=linking.id).update(applicant_phone=CALLER_E164, applicant_id_hash=citizens.id_hash(ID_NUMBER),
+                                               received_at=clock.now - dt.timedelta(days=400))
     await caller.dial()
     await caller.press("3")
     _, screen = await caller.press(PIN)
     lines = screen.splitlines()
-    assert lines[0] == "Ho so cua ban (2):"
+    assert lines[0] == "Ho so cua ban (3):"
     assert lines[1].startswith(f"1 {newer.received_at.astimezone(TZ):%d/%m/%y} ")
     assert lines[2].startswith(f"2 {older.received_at.astimezone(TZ):%d/%m/%y} ")
     _, screen = await caller.press("1")
