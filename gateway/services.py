@@ -7,6 +7,9 @@ of work. A feature that brings effects registers their handlers here.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 from gateway.outbox import Outbox
 from gateway.phones import phone_key
 from gateway.settings import Settings
@@ -28,6 +31,10 @@ def otp_sms_text(lang: str, purpose: OtpPurpose, code: str, minutes: int) -> str
     return text(lang, T.OTP_SMS, code=code, purpose=text(lang, _PURPOSE_TEXT[purpose]), minutes=minutes)
 
 
+def derived_key(secret: str, purpose: str) -> str:
+    return hmac.new(secret.encode(), purpose.encode(), hashlib.sha256).hexdigest()
+
+
 def build_services(settings: Settings, outbox: Outbox) -> Services:
     secret = settings.security.secret_key
     id_key = settings.security.id_key or secret
@@ -36,7 +43,10 @@ def build_services(settings: Settings, outbox: Outbox) -> Services:
         return phone_key(phone, secret)
 
     services = Services(outbox.writer, key_of, on_sms_queued=outbox.wakeup.set)
-    services.otp = OtpService(settings.otp, outbox.writer, id_key, key_of, otp_sms_text)
-    services.citizens = CitizenService(settings.pin, id_key, key_of)
+    # The ID key may be shared with the one-stop system (its dossiers' ID hashes must match
+    # ours), so it keys ID numbers only: OTP codes and mid-dialogue entries get keys of
+    # their own, derived from the secret key.
+    services.otp = OtpService(settings.otp, outbox.writer, derived_key(secret, "otp-codes"), key_of, otp_sms_text)
+    services.citizens = CitizenService(settings.pin, id_key, key_of, entry_key=derived_key(secret, "dialogue-entries"))
     services.check()
     return services

@@ -210,15 +210,17 @@ async def typed_first_pin(ctx: HopContext, lang: str, args: Mapping[str, Any], v
         refusal = Refusal(Reason.PIN_BIRTH_DATE)
     if refusal is not None:
         return refusal_notice(refusal)
-    return Frame(Screen.REGISTER_PIN_AGAIN, {**args, "p1": citizens.entry_digest(nonce, "pin1:" + value)})
+    # The first entry rests in the session only as the slow salted hash the citizen's PIN
+    # will be stored as (a fast hash of six digits is undone in a second).
+    return Frame(Screen.REGISTER_PIN_AGAIN, {**args, "p1": await citizens.hash_pin(value)})
 
 
 @on_text(Screen.REGISTER_PIN_AGAIN)
 async def typed_pin_again(ctx: HopContext, lang: str, args: Mapping[str, Any], value: str) -> Frame | Notice | Outcome:
     citizens = _citizens(ctx)
-    if not _same(citizens.entry_digest(args["n"], "pin1:" + value), args.get("p1")):
+    if not await citizens.verify_pin(value, args.get("p1")):
         return Notice(T.PIN_MISMATCH)
-    pin_hash = await citizens.hash_pin(value)
+    pin_hash = args["p1"]
     citizen = await citizens.register(
         ctx.uow.tx, ctx.phone, args["idh"], args["l3"], args["name"], lang, ctx.now, pin_hash=pin_hash)
     if citizen is None:  # registered meanwhile (another session of this phone, or by SMS)
@@ -318,13 +320,13 @@ async def typed_new_pin(ctx: HopContext, lang: str, args: Mapping[str, Any], val
     refusal = identity.check_pin(value)  # no date of birth is kept to hold it against
     if refusal is not None:
         return refusal_notice(refusal)
-    return Frame(Screen.PIN_NEW_AGAIN, {**args, "p1": _citizens(ctx).entry_digest(args["n"], "pin1:" + value)})
+    return Frame(Screen.PIN_NEW_AGAIN, {**args, "p1": await _citizens(ctx).hash_pin(value)})
 
 
 @on_text(Screen.PIN_NEW_AGAIN)
 async def typed_new_pin_again(ctx: HopContext, lang: str, args: Mapping[str, Any], value: str) -> Frame | Notice | Outcome:
     citizens = _citizens(ctx)
-    if not _same(citizens.entry_digest(args["n"], "pin1:" + value), args.get("p1")):
+    if not await citizens.verify_pin(value, args.get("p1")):
         return Notice(T.PIN_MISMATCH)
     citizen = await citizens.by_phone(ctx.uow.tx, ctx.phone)
     if citizen is None:  # deleted meanwhile
@@ -332,7 +334,8 @@ async def typed_new_pin_again(ctx: HopContext, lang: str, args: Mapping[str, Any
     if args.get("via") != "otp" and citizen.has_pin:
         # A PIN was set meanwhile: changing it takes a code.
         return Frame(Screen.PIN_RESET, {"l3": citizen.id_last3})
-    await citizens.set_pin(ctx.uow.tx, citizen.id, await citizens.hash_pin(value), ctx.now)
+    if not await citizens.set_pin(ctx.uow.tx, citizen.id, args["p1"], ctx.now, first=args.get("via") != "otp"):
+        return Frame(Screen.PIN_RESET, {"l3": citizen.id_last3})  # another session set one first
     warning = SendSms(ctx.phone, text(lang, T.PIN_SET_SMS, hotline=_hotline(ctx)), SmsKind.REPLY, lang)
     return Outcome(Frame(Screen.PIN_SET_DONE), (warning,))
 

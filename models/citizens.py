@@ -89,9 +89,11 @@ class CitizenService:
         settings,  # gateway.settings.PinSettings (read by attribute)
         id_key: str,
         phone_key: Callable[[str], str],
+        entry_key: str | None = None,
     ) -> None:
         self._settings = settings
-        self._id_key = id_key
+        self._id_key = id_key  # shared with the one-stop system's ID hashes: for those only
+        self._entry_key = entry_key or id_key
         self._phone_key = phone_key
 
     # -- keyed hashes --------------------------------------------------------------------
@@ -103,7 +105,7 @@ class CitizenService:
     def entry_digest(self, nonce: str, value: str) -> str:
         """A keyed hash of something typed mid-dialogue (the first PIN entry, the forms of a
         date of birth), salted per dialogue: what a session may keep instead of the value."""
-        return hmac.new(self._id_key.encode(), f"{nonce}:{value}".encode(), hashlib.sha256).hexdigest()[:32]
+        return hmac.new(self._entry_key.encode(), f"{nonce}:{value}".encode(), hashlib.sha256).hexdigest()[:32]
 
     @staticmethod
     def new_nonce() -> str:
@@ -152,12 +154,16 @@ class CitizenService:
         )
         return _citizen(rows[0]) if rows else None
 
-    async def set_pin(self, tx: Tx, citizen_id: int, pin_hash: str, now: dt.datetime) -> None:
-        """A new PIN; wrong attempts and any lock are forgotten."""
-        await tx.fetch(
-            "UPDATE citizen SET pin_hash=?, pin_failures=0, pin_locked_until=NULL, updated_at=? WHERE id=?",
+    async def set_pin(self, tx: Tx, citizen_id: int, pin_hash: str, now: dt.datetime, *, first: bool = False) -> bool:
+        """A new PIN; wrong attempts and any lock are forgotten. ``first``: only if none is
+        set yet (a first PIN needs no code), decided by the statement itself so that two
+        sessions racing to set one cannot both skip the code. False if nothing changed."""
+        guard = " AND pin_hash IS NULL" if first else ""
+        return bool(await tx.fetch(
+            "UPDATE citizen SET pin_hash=?, pin_failures=0, pin_locked_until=NULL, updated_at=? WHERE id=?"
+            + guard + " RETURNING id",
             (pin_hash, now, citizen_id),
-        )
+        ))
 
     async def pin_attempt(self, tx: Tx, citizen: CitizenView, ok: bool, now: dt.datetime) -> PinVerdict:
         """Count one PIN attempt in one atomic statement: a right PIN clears the count; the

@@ -175,5 +175,21 @@ def check_pin(pin: str, birth: dt.date | None = None) -> Refusal | None:
         return Refusal(Reason.PIN_REPEATED)
     if birth is not None and pin in birth_date_pins(birth):
         return Refusal(Reason.PIN_BIRTH_DATE)
+    if birth is None and _reads_as_a_date(pin):
+        # Without the date of birth (a PIN reset, a first PIN after SMS registration) no
+        # PIN that reads as a date is taken: it might be the birth date.
+        return Refusal(Reason.PIN_BIRTH_DATE)
     return None
+
+
+def _reads_as_a_date(pin: str) -> bool:
+    """DDMMYY, MMDDYY or YYMMDD naming a real calendar day."""
+    for day, month in ((pin[0:2], pin[2:4]), (pin[2:4], pin[0:2]), (pin[4:6], pin[2:4])):
+        d, m = int(day), int(month)
+        if 1 <= m <= 12 and 1 <= d <= _DAYS_IN_MONTH[m - 1]:
+            return True
+    return False
+
+
+_DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 

@@ -146,7 +146,11 @@ def test_dates_of_birth(raw, expected):
 
 PIN_CASES = [
     ("482915", None, None),
-    ("150390", None, None),  # a birth date form is only refused when the date is known
+    ("150390", None, Reason.PIN_BIRTH_DATE),  # date unknown (a reset): no PIN that reads as a date
+    ("031590", None, Reason.PIN_BIRTH_DATE),  # MMDDYY
+    ("900315", None, Reason.PIN_BIRTH_DATE),  # YYMMDD
+    ("482915", None, None),  # no day and month in any order: fine
+    ("150390", dt.date(1985, 1, 1), None),  # the date known, and it is another one
     ("48291", None, Reason.PIN_FORMAT),
     ("4829150", None, Reason.PIN_FORMAT),
     ("48a915", None, Reason.PIN_FORMAT),
