@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -117,7 +118,8 @@ _NAME_ALLOWED = re.compile(r"^[A-Za-z][A-Za-z '.\-]*$")
 def parse_name(raw: str) -> str | Refusal:
     """The full name as typed (white space runs made one space), if it is a name:
     2-60 characters, letters (accented or not), spaces and ' - . only."""
-    name = " ".join((raw or "").split())
+    # NFC: a keyboard that types tones as combining marks spells the same name.
+    name = unicodedata.normalize("NFC", " ".join((raw or "").split()))
     if not NAME_MIN <= len(name) <= NAME_MAX:
         return Refusal(Reason.NAME_LENGTH)
     plain = unaccent(name)
@@ -126,7 +128,7 @@ def parse_name(raw: str) -> str | Refusal:
     return name
 
 
-_DATE_SEPARATED = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4})$")
+_DATE_SEPARATED = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4})$", re.ASCII)
 
 
 def parse_birth_date(raw: str, today: dt.date) -> dt.date | Refusal:

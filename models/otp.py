@@ -48,6 +48,12 @@ from models.fastsql import Tx, as_datetime, current_transaction
 from models.outbox import OutboxWriter
 
 
+_DROP_WAITING_CODES = (
+    "UPDATE outbound_sms SET status='expired', text='', last_error='replaced by a newer code'"
+    " WHERE to_phone=? AND kind='otp' AND status='queued'"
+)
+
+
 class OtpPurpose(str, enum.Enum):
     REGISTER = "register"
     PIN_RESET = "pin_reset"
@@ -236,6 +242,8 @@ class OtpService:
             retry = _seconds_until(as_datetime(live[0][0]), now) if live else 1
             raise OtpLimited("resend", retry)
         minutes = max(1, math.ceil(settings.code_ttl_seconds / 60))
+        # A replaced code that has not gone out yet (a retry pending) never goes: it no longer works.
+        await tx.fetch(_DROP_WAITING_CODES, (phone,))
         await self._outbox.enqueue(
             tx, phone, self._sms_text(lang, purpose, code, minutes), SmsKind.OTP, now,
             urgent=True, ttl_seconds=settings.code_ttl_seconds, lang=lang,

@@ -89,6 +89,7 @@ NAME_CASES = [
     ("Nguyễn Văn An", "Nguyễn Văn An"),  # kept as typed, accents and all
     ("  Nguyen   Van  An ", "Nguyen Van An"),
     ("Đặng Thị Ánh-Tuyết", "Đặng Thị Ánh-Tuyết"),
+    ("Nguye\u0302\u0303n Va\u0306n An", "Nguyễn Văn An"),  # tones typed as combining marks: NFC
     ("O'Neil J.", "O'Neil J."),
     ("An", "An"),
     ("A" * 60, "A" * 60),
@@ -123,6 +124,7 @@ BIRTH_CASES = [
     ("22112026", dt.date(2026, 11, 22)),  # yesterday
     ("1503199", Reason.BIRTH_FORMAT),
     ("15-03-90", Reason.BIRTH_FORMAT),
+    ("\u0661\u0665/\u0660\u0663/\u0661\u0669\u0669\u0660", Reason.BIRTH_FORMAT),  # Arabic-Indic digits
     ("abc", Reason.BIRTH_FORMAT),
     ("", Reason.BIRTH_FORMAT),
     ("31022000", Reason.BIRTH_NOT_A_DATE),

@@ -255,6 +255,24 @@ async def test_a_resend_after_60_s_invalidates_the_old_code(otp, client, clock):
     assert (await otp.check(new_code)).status == "approved"
 
 
+async def test_a_replaced_code_still_waiting_in_the_outbox_never_goes_out(otp, client, clock):
+    from models.entities import OutboundSms, SmsKind, SmsStatus
+
+    await otp.start()
+    await code_sent(client)
+    # The next code's SMS fails at the provider for now and waits for a retry...
+    clock.advance(60)
+    await otp.start()
+    [waiting] = await OutboundSms.filter(kind=SmsKind.OTP).order_by("-id").limit(1)
+    await OutboundSms.filter(id=waiting.id).update(status=SmsStatus.QUEUED, next_attempt_at=clock.now + dt.timedelta(hours=1))
+    # ...when the citizen asks for another: the waiting one, with a code that no longer works, is dropped.
+    clock.advance(60)
+    await otp.start()
+    dropped = await OutboundSms.get(id=waiting.id)
+    assert (dropped.status, dropped.text) == (SmsStatus.EXPIRED, "")
+    assert await OutboundSms.filter(kind=SmsKind.OTP, status=SmsStatus.QUEUED).exclude(id=waiting.id).count() <= 1
+
+
 async def test_five_codes_per_phone_per_hour_the_sixth_waits_for_the_next_hour(otp, client, clock):
     at_hour_start(clock)
     for n in range(5):
