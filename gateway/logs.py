@@ -153,6 +153,10 @@ _access_log = structlog.get_logger("aiohttp.access")
 _access_enabled = True
 
 
+# Routes whose answered requests already have their canonical line.
+_OWN_LINE_PREFIXES = ("/ussd/",)
+
+
 class AccessLogger(AbstractAccessLogger):
     """aiohttp's access log as one structlog line per request (``access_log_class``).
 
@@ -161,6 +165,8 @@ class AccessLogger(AbstractAccessLogger):
     """
 
     def log(self, request: Any, response: Any, time: float) -> None:
+        if response.status < 400 and request.path.startswith(_OWN_LINE_PREFIXES):
+            return  # a USSD hop has its own canonical line (ussd_hop): one line per hop
         try:
             _access_log.info(
                 "http_request",
