@@ -340,14 +340,13 @@ async def test_concurrent_acquire_has_exactly_one_winner(quiet_settings, sql, cl
             assert (await Leases(sql).current(name)).holder == winner
     finally:
         await second.close()
+    if url.startswith("sqlite://"):
+        await _race_from_threads_on_sqlite(url, clock)
 
 
-async def test_concurrent_acquire_from_threads_has_exactly_one_winner_on_sqlite(app_client, quiet_settings, clock):
+async def _race_from_threads_on_sqlite(url: str, clock) -> None:
     """Separate connections in separate threads really race on SQLite (the event loop
-    serialises statements of one process)."""
-    url = quiet_settings.database.url
-    if not url.startswith("sqlite://"):
-        pytest.skip("SQLite only: PostgreSQL races through the pool in the test above")
+    serialises statements of one process; on PostgreSQL the pool above already races)."""
     path = url.removeprefix("sqlite://").partition("?")[0]
     from concurrent.futures import ThreadPoolExecutor
 
