@@ -108,6 +108,13 @@ class Dossier(Model):
     pickup_place = fields.CharField(max_length=300, default="")
     mode = fields.CharEnumField(FilingMode, max_length=16, default=FilingMode.PARTIAL)
     updated_at = fields.DatetimeField(auto_now=True)
+    # When the one-stop system says the current status took effect: an event older than
+    # this is recorded but does not move the dossier back.
+    state_at = fields.DatetimeField(null=True)
+    # Documents the applicant must still bring (status 5), as the one-stop system wrote it.
+    missing_documents = fields.CharField(max_length=300, default="")
+    # Reminders sent since the result was ready (status 9); reset when it is ready again.
+    reminders_sent = fields.IntField(default=0)
 
     class Meta:
         table = "dossier"
@@ -367,3 +374,165 @@ class DeletionAudit(Model):
 
     class Meta:
         table = "deletion_audit"
+
+
+class ApiClientAgency(Model):
+    """An agency whose dossiers an API client (a one-stop system) may create and change."""
+
+    id = fields.BigIntField(primary_key=True)
+    api_client: fields.ForeignKeyRelation[ApiClient] = fields.ForeignKeyField(
+        "models.ApiClient", related_name="agencies", on_delete=fields.CASCADE
+    )
+    agency: fields.ForeignKeyRelation[Agency] = fields.ForeignKeyField(
+        "models.Agency", related_name="api_clients", on_delete=fields.CASCADE
+    )
+
+    class Meta:
+        table = "api_client_agency"
+        unique_together = (("api_client", "agency"),)
+
+
+class DossierEvent(Model):
+    """A status change a one-stop system pushed, by its own event id: a replay is a no-op
+    (the unique key settles two workers receiving it at once)."""
+
+    id = fields.BigIntField(primary_key=True)
+    api_client_id = fields.BigIntField()
+    event_id = fields.CharField(max_length=64)
+    dossier: fields.ForeignKeyRelation[Dossier] = fields.ForeignKeyField(
+        "models.Dossier", related_name="events", on_delete=fields.CASCADE
+    )
+    status = fields.IntEnumField(DossierStatus)
+    occurred_at = fields.DatetimeField()
+    received_at = fields.DatetimeField()
+    # applied | unchanged (the dossier was already so) | stale (older than the dossier's state)
+    outcome = fields.CharField(max_length=12)
+
+    class Meta:
+        table = "dossier_event"
+        unique_together = (("api_client_id", "event_id"),)
+
+
+class DossierNotification(Model):
+    """An SMS the gateway meant to send the applicant about a dossier: the outbox row it
+    wrote (queued, sent, delivered: read there), or why it sent none."""
+
+    id = fields.BigIntField(primary_key=True)
+    dossier: fields.ForeignKeyRelation[Dossier] = fields.ForeignKeyField(
+        "models.Dossier", related_name="notifications", on_delete=fields.CASCADE
+    )
+    kind = fields.CharEnumField(SmsKind, max_length=16)
+    status = fields.IntEnumField(DossierStatus)  # the dossier's status it told
+    outbound_sms_id = fields.BigIntField(null=True)
+    skipped = fields.CharField(max_length=120, default="")  # why no SMS, when none
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "dossier_notification"
+        indexes = (("dossier_id", "created_at"), ("outbound_sms_id",))
+
+
+class PostalRequest(Model):
+    """An applicant asked (BUUDIEN <code>) for a "toan trinh" result by post."""
+
+    id = fields.BigIntField(primary_key=True)
+    dossier: fields.OneToOneRelation[Dossier] = fields.OneToOneField(
+        "models.Dossier", related_name="postal_request", on_delete=fields.CASCADE
+    )
+    channel = fields.CharField(max_length=8)  # sms | ussd
+    status = fields.CharField(max_length=12, default="waiting")  # waiting | handled
+    requested_at = fields.DatetimeField()
+    handled_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "postal_request"
+        indexes = (("status", "requested_at"),)
+
+
+class Clerk(Model):
+    """A clerk of one or more agencies, or an admin (role). The password as a slow hash."""
+
+    id = fields.BigIntField(primary_key=True)
+    login = fields.CharField(max_length=40, unique=True)
+    name = fields.CharField(max_length=80)
+    # The clerk's own work phone, for SMS commands (XONG, TRA, GUI LAI): E.164, and its
+    # keyed hash for the lookup by sender.
+    phone = fields.CharField(max_length=16, null=True)
+    phone_key = fields.CharField(max_length=64, null=True, unique=True)
+    role = fields.CharField(max_length=8, default="clerk")  # clerk | admin
+    password_hash = fields.CharField(max_length=200)
+    must_change_password = fields.BooleanField(default=True)
+    failed_logins = fields.IntField(default=0)
+    locked_until = fields.DatetimeField(null=True)
+    active = fields.BooleanField(default=True)
+    created_at = fields.DatetimeField()
+    last_login_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "clerk"
+
+
+class ClerkAgency(Model):
+    id = fields.BigIntField(primary_key=True)
+    clerk: fields.ForeignKeyRelation[Clerk] = fields.ForeignKeyField(
+        "models.Clerk", related_name="agencies", on_delete=fields.CASCADE
+    )
+    agency: fields.ForeignKeyRelation[Agency] = fields.ForeignKeyField(
+        "models.Agency", related_name="clerks", on_delete=fields.CASCADE
+    )
+
+    class Meta:
+        table = "clerk_agency"
+        unique_together = (("clerk", "agency"),)
+
+
+class ClerkSession(Model):
+    """A console login: the cookie carries the session id, only its hash is kept, so logout
+    and idle expiry end it on the server too."""
+
+    id = fields.BigIntField(primary_key=True)
+    clerk: fields.ForeignKeyRelation[Clerk] = fields.ForeignKeyField(
+        "models.Clerk", related_name="sessions", on_delete=fields.CASCADE
+    )
+    sid_hash = fields.CharField(max_length=64, unique=True)
+    created_at = fields.DatetimeField()
+    last_seen_at = fields.DatetimeField()
+    ended = fields.BooleanField(default=False)
+
+    class Meta:
+        table = "clerk_session"
+        indexes = (("last_seen_at",),)
+
+
+class ClerkToken(Model):
+    """A clerk's bearer token for /api/v1, shown once: only its SHA-256 is kept."""
+
+    id = fields.BigIntField(primary_key=True)
+    clerk: fields.ForeignKeyRelation[Clerk] = fields.ForeignKeyField(
+        "models.Clerk", related_name="tokens", on_delete=fields.CASCADE
+    )
+    token_prefix = fields.CharField(max_length=12)
+    token_hash = fields.CharField(max_length=64, unique=True)
+    created_at = fields.DatetimeField()
+    revoked = fields.BooleanField(default=False)
+
+    class Meta:
+        table = "clerk_token"
+
+
+class AuditLog(Model):
+    """Who did what, when, from which channel. Never a citizen's phone or ID in clear:
+    the target is a dossier code, a clerk login or an account id."""
+
+    id = fields.BigIntField(primary_key=True)
+    at = fields.DatetimeField()
+    clerk_id = fields.BigIntField(null=True)  # null: the CLI or the system
+    actor = fields.CharField(max_length=40)  # the clerk's login, "cli", "system"
+    channel = fields.CharField(max_length=8)  # console | api | sms | cli
+    action = fields.CharField(max_length=40)  # login, login_failed, alert_sent, status_changed, ...
+    target = fields.CharField(max_length=80, default="")
+    detail = fields.CharField(max_length=300, default="")
+
+    class Meta:
+        table = "audit_log"
+        indexes = (("at",), ("clerk_id", "at"))
