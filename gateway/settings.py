@@ -94,7 +94,7 @@ class SmsSettings:
     dispatch_concurrency: int = 20
     idle_poll_seconds: float = 0.5
     # Non-urgent SMS wait for the end of quiet hours (local time); OTPs are urgent.
-    quiet_start: str = "22:00"
+    quiet_start: str = "21:00"
     quiet_end: str = "07:00"
     inbound_duplicate_seconds: int = 120
     # Every SMS the gateway writes is cut to this many parts, saying so in the text.
@@ -139,6 +139,37 @@ class RetentionSettings:
     lease_seconds: int = 120
     # OTP challenges (keyed hashes) are deleted this long after they expired.
     otp_challenge_hours: int = 24
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationSettings:
+    """SMS about dossiers: status changes, pickup alerts, reminders."""
+
+    # A status SMS waits this long before it may go: a change and its reversal inside the
+    # window send one message, the latest.
+    debounce_seconds: int = 120
+    # Reminders when a ready result (status 9) is not collected after this many days; at
+    # most two, 0 turns one off.
+    reminder_first_days: int = 3
+    reminder_second_days: int = 7
+    # Look for due reminders this often, inside the server (one process at a time: a lease)
+    # and as `python -m gateway remind`.
+    run_reminders: bool = True
+    reminder_interval_seconds: int = 300
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleSettings:
+    """The clerks' web console at /console/."""
+
+    # A console session with no request for this long is over.
+    session_idle_minutes: int = 30
+    # Wrong passwords in a row before the account locks, and for how long.
+    max_failed_logins: int = 10
+    lock_minutes: int = 15
+    # Cookies only over HTTPS (keep true in production behind TLS; browsers treat
+    # http://127.0.0.1 as secure, so make run works with it too).
+    secure_cookies: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +220,8 @@ class Settings:
     retention: RetentionSettings = RetentionSettings()
     otp: OtpSettings = OtpSettings()
     pin: PinSettings = PinSettings()
+    notifications: NotificationSettings = NotificationSettings()
+    console: ConsoleSettings = ConsoleSettings()
     kannel: KannelSettings = KannelSettings()
     smpp: SmppSettings = SmppSettings()
     http_sms: HttpSmsSettings = HttpSmsSettings()
@@ -320,6 +353,18 @@ def _validate(settings: Settings) -> Settings:
             raise SettingsError(f"retention.{key} must be at least 1")
     if retention.session_grace_seconds < 0:
         raise SettingsError("retention.session_grace_seconds must not be negative")
+    notifications = settings.notifications
+    for key in ("debounce_seconds", "reminder_first_days", "reminder_second_days"):
+        if getattr(notifications, key) < 0:
+            raise SettingsError(f"notifications.{key} must not be negative")
+    if notifications.reminder_interval_seconds < 1:
+        raise SettingsError("notifications.reminder_interval_seconds must be at least 1")
+    if 0 < notifications.reminder_second_days <= notifications.reminder_first_days:
+        raise SettingsError("notifications.reminder_second_days must come after reminder_first_days (or be 0)")
+    console = settings.console
+    for key in ("session_idle_minutes", "max_failed_logins", "lock_minutes"):
+        if getattr(console, key) < 1:
+            raise SettingsError(f"console.{key} must be at least 1")
     if not 0 < settings.server.port < 65536:
         raise SettingsError(f"server.port out of range: {settings.server.port}")
     try:

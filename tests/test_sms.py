@@ -240,7 +240,8 @@ def local(hour, minute=0, day=23):
     "now, expected",
     [
         (local(12), local(12)),
-        (local(21, 59), local(21, 59)),
+        (local(20, 59), local(20, 59)),
+        (local(21), local(7, day=24)),
         (local(22), local(7, day=24)),
         (local(23, 30), local(7, day=24)),
         (local(3), local(7)),
