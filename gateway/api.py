@@ -51,7 +51,10 @@ log = get_logger("gateway.api")
 
 PREFIX = "/api/v1"
 # What a client may be allowed to do, by scope name (api_client.scopes, space separated).
-SCOPES = {"otp": "start, check, read and cancel OTP verifications"}
+SCOPES = {
+    "otp": "start, check, read and cancel OTP verifications",
+    "sync": "create and update its agencies' dossiers, push their status changes, read them",
+}
 KEY_MARK = "gw_"  # keys start with it, so a leaked one is easy to recognise in a scan
 MAX_KEY_CHARS = 200
 MAX_FIELD_CHARS = 64
@@ -122,17 +125,31 @@ class ApiClientError(ValueError):
     """A client that cannot be added or changed as asked; the message says why."""
 
 
-async def add_api_client(sql: Any, name: str, scopes: list[str], now: dt.datetime) -> str:
-    """Store a new client and return its key: the only time the key exists in clear."""
+async def add_api_client(sql: Any, name: str, scopes: list[str], now: dt.datetime,
+                         agencies: list[str] | None = None) -> str:
+    """Store a new client and return its key: the only time the key exists in clear.
+    A ``sync`` client is bound to the agencies (by code) whose dossiers it may touch."""
     if not _NAME_RE.fullmatch(name):
         raise ApiClientError("a client name is 1-80 letters, digits, '.', '_' or '-', starting with a letter or digit")
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown or not scopes:
         raise ApiClientError(f"scopes must be among: {', '.join(SCOPES)} (got {', '.join(unknown) or 'none'})")
+    agencies = sorted(set(agencies or []))
+    if "sync" in scopes and not agencies:
+        raise ApiClientError("a sync client needs at least one --agency CODE: the agencies whose dossiers it may touch")
     key = new_api_key()
-    rows = await sql.fetch(_ADD_CLIENT, (name, key[:10], api_key_hash(key), " ".join(sorted(set(scopes))), True, now))
-    if not rows:
-        raise ApiClientError(f"an API client named {name!r} exists already")
+    async with sql.transaction() as tx:
+        agency_ids = []
+        for code in agencies:
+            found = await tx.fetch("SELECT id FROM agency WHERE code = ?", (code,))
+            if not found:
+                raise ApiClientError(f"no agency with code {code!r}")
+            agency_ids.append(found[0][0])
+        rows = await tx.fetch(_ADD_CLIENT, (name, key[:10], api_key_hash(key), " ".join(sorted(set(scopes))), True, now))
+        if not rows:
+            raise ApiClientError(f"an API client named {name!r} exists already")
+        for agency_id in agency_ids:
+            await tx.fetch("INSERT INTO api_client_agency (api_client_id, agency_id) VALUES (?, ?)", (rows[0][0], agency_id))
     return key
 
 
@@ -369,6 +386,11 @@ def create_api_app(clock: Callable[[], dt.datetime]) -> web.Application:
     api.router.add_get("/otp/{id}", get_verification, name="otp")
     api.router.add_post("/otp/{id}/check", check_verification, name="otp_check")
     api.router.add_post("/otp/{id}/cancel", cancel_verification, name="otp_cancel")
+    from gateway import api_sync
+
+    api_sync.add_routes(api)
+    OPENAPI["paths"].update(api_sync.openapi_paths())
+    OPENAPI["components"]["schemas"].update(api_sync.openapi_schemas())
     return api
 
 
@@ -404,7 +426,9 @@ OPENAPI: dict[str, Any] = {
         "title": "Commune gateway API",
         "version": "1.0.0",
         "description": (
-            "One-time codes by SMS for the provincial portal: start a verification for a phone and a "
+            "Dossier sync for one-stop systems (scope sync): create and update dossiers, push status "
+            "changes, read a dossier with the SMS sent about it. "
+            "One-time codes by SMS for the provincial portal (scope otp): start a verification for a phone and a "
             "purpose, then check the code the citizen typed. A code is 6 digits, valid for a few minutes, "
             "allows a few checks; a new one for the same phone and purpose no sooner than a minute after "
             "the last (the old one stops working); a phone gets a few codes an hour. A verification is "
@@ -556,7 +580,7 @@ OPENAPI: dict[str, Any] = {
                 **_answer("No API key, or one not recognised", "Error"),
                 "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
             },
-            "Forbidden": _answer("The client is disabled or lacks the otp scope", "Error"),
+            "Forbidden": _answer("The client is disabled or lacks the route's scope", "Error"),
             "NotFound": _answer("No such verification for this client (or no longer checkable)", "Error"),
             "Conflict": _answer("The verification is no longer pending", "Error"),
             "UnsupportedMediaType": _answer("The body is not JSON", "Error"),

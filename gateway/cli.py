@@ -88,7 +88,7 @@ def cmd_dispatch(args: argparse.Namespace) -> None:
             sql = open_runner(settings.database.url)
             outbox = Outbox(settings, sql=sql)
             directory = DatabaseDirectory(settings.ussd.catalogue_cache_seconds, sql)
-            service = SmsService(settings, directory, sql, build_services(settings, outbox))
+            service = SmsService(settings, directory, sql, build_services(settings, outbox, directory))
             transport = build_transport(settings, service.sink_for(settings.sms.transport))
             await transport.start()
             try:
@@ -149,7 +149,7 @@ def cmd_add_api_client(args: argparse.Namespace) -> None:
                         raise ApiClientError(f"no API client named {args.disable!r}")
                     return f"API client {args.disable!r} disabled: its key is refused from now on"
                 scopes = args.scopes.replace(",", " ").split()
-                key = await add_api_client(sql, args.name, scopes, dt.datetime.now(dt.timezone.utc))
+                key = await add_api_client(sql, args.name, scopes, dt.datetime.now(dt.timezone.utc), args.agency)
                 return (f"API client {args.name!r} added (scopes: {' '.join(sorted(set(scopes)))}). "
                         f"Its key, shown only this once (only its hash is kept):\n{key}")
             finally:
@@ -189,7 +189,9 @@ def main(argv: list[str] | None = None) -> None:
     which = api_client.add_mutually_exclusive_group(required=True)
     which.add_argument("--name", help="the client's name, e.g. portal")
     which.add_argument("--disable", metavar="NAME", help="refuse this client's key from now on")
-    api_client.add_argument("--scopes", default="otp", help="space or comma separated (default: otp)")
+    api_client.add_argument("--scopes", default="otp", help="space or comma separated: otp, sync (default: otp)")
+    api_client.add_argument("--agency", action="append", default=[], metavar="CODE",
+                            help="an agency whose dossiers a sync client may touch (repeat for several)")
     api_client.set_defaults(func=cmd_add_api_client)
 
     phone = commands.add_parser("phone", help="a terminal phone that dials the running gateway")

@@ -11,11 +11,16 @@ import hashlib
 import hmac
 
 from gateway.outbox import Outbox
-from gateway.phones import phone_key
+from gateway.phones import normalize_msisdn, phone_key
 from gateway.settings import Settings
+from menus.notices import Notices
 from menus.texts import T, text
+from models.directory import DatabaseDirectory
+from models.dossiers import DossierService
 from models.citizens import CitizenService
+from models.clerks import ClerkService
 from models.otp import OtpPurpose, OtpService
+from models.sms_text import Policy
 from models.unit_of_work import Services
 
 _PURPOSE_TEXT = {
@@ -35,7 +40,7 @@ def derived_key(secret: str, purpose: str) -> str:
     return hmac.new(secret.encode(), purpose.encode(), hashlib.sha256).hexdigest()
 
 
-def build_services(settings: Settings, outbox: Outbox) -> Services:
+def build_services(settings: Settings, outbox: Outbox, directory: DatabaseDirectory) -> Services:
     secret = settings.security.secret_key
     id_key = settings.security.id_key or secret
 
@@ -48,5 +53,13 @@ def build_services(settings: Settings, outbox: Outbox) -> Services:
     # their own, derived from the secret key.
     services.otp = OtpService(settings.otp, outbox.writer, derived_key(secret, "otp-codes"), key_of, otp_sms_text)
     services.citizens = CitizenService(settings.pin, id_key, key_of, entry_key=derived_key(secret, "dialogue-entries"))
+    services.clerks = ClerkService(settings.console, key_of, normalize_msisdn, scrypt_n=settings.pin.scrypt_n,
+                                   scrypt_r=settings.pin.scrypt_r, scrypt_p=settings.pin.scrypt_p)
+    notices = Notices(settings.locale.timezone, Policy(settings.sms.encoding_policy))
+    services.dossiers = DossierService(
+        outbox.writer, directory, settings.notifications, notices,
+        valid_phone=lambda phone: normalize_msisdn(phone) == phone,
+        default_lang=settings.ussd.default_language,
+    )
     services.check()
     return services

@@ -42,6 +42,7 @@ class ProcedureView:
     processing_time: Localized
     fee: Localized
     documents: Localized
+    code: str = ""  # the one-stop system's procedure code
 
 
 @dataclass(frozen=True, slots=True)

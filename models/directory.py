@@ -44,6 +44,7 @@ def procedure_view(procedure: Procedure) -> ProcedureView:
         processing_time=Localized(procedure.processing_time, procedure.processing_time_en),
         fee=Localized(procedure.fee, procedure.fee_en),
         documents=Localized(procedure.documents, procedure.documents_en),
+        code=procedure.code,
     )
 
 
@@ -97,9 +98,23 @@ class DatabaseDirectory:
             found = next(iter(self._agencies.values()))
         return found
 
+    async def agency(self, agency_id: int) -> AgencyView | None:
+        await self._catalogue()
+        return self._agencies.get(agency_id)
+
+    async def agency_by_code(self, code: str) -> AgencyView | None:
+        await self._catalogue()
+        return next((a for a in self._agencies.values() if a.code == code), None)
+
     async def procedures(self, agency_id: int) -> list[ProcedureView]:
         await self._catalogue()
         return self._procedures.get(agency_id, [])
+
+    async def procedure_by_code(self, agency_id: int, code: str) -> ProcedureView | None:
+        for procedure in await self.procedures(agency_id):
+            if procedure.code == code:
+                return procedure
+        return None
 
     async def procedure(self, agency_id: int, procedure_id: int) -> ProcedureView | None:
         for procedure in await self.procedures(agency_id):

@@ -111,8 +111,6 @@ class Dossier(Model):
     # When the one-stop system says the current status took effect: an event older than
     # this is recorded but does not move the dossier back.
     state_at = fields.DatetimeField(null=True)
-    # Documents the applicant must still bring (status 5), as the one-stop system wrote it.
-    missing_documents = fields.CharField(max_length=300, default="")
     # Reminders sent since the result was ready (status 9); reset when it is ready again.
     reminders_sent = fields.IntField(default=0)
 

@@ -89,6 +89,9 @@ class OutboxWriter:
     async def opted_out(self, tx: Tx, phone: str) -> bool:
         return bool(await tx.fetch(_OPTED_OUT, (self._phone_key(phone), True)))
 
+    def phone_key(self, phone: str) -> str:
+        return self._phone_key(phone)
+
     async def enqueue(
         self,
         tx: Tx,
@@ -100,18 +103,26 @@ class OutboxWriter:
         urgent: bool = False,
         ttl_seconds: int | None = None,
         lang: str | None = None,
+        delay_seconds: float = 0,
+        opted_out: bool | None = None,
     ) -> QueuedSms | None:
         """Write one message; None if the phone opted out of this kind of message.
 
-        A text longer than ``max_parts`` parts is cut, and says so in ``lang``.
+        A text longer than ``max_parts`` parts is cut, and says so in ``lang``. A message
+        that is neither urgent nor essential goes no sooner than ``delay_seconds`` from now
+        (a debounce), and after quiet hours. ``opted_out``, when the caller read it already
+        for a whole batch, saves the lookup.
         """
-        if not kind.essential and await self.opted_out(tx, to):
-            return None
+        if not kind.essential:
+            if opted_out is None:
+                opted_out = await self.opted_out(tx, to)
+            if opted_out:
+                return None
         # Work bounded before any measuring: nothing past the kept parts is ever sent
         # (x3: unaccenting decomposed text can shrink it by up to three).
         prepared = prepare(text[: self._max_parts * 160 * 3 + 160], self._policy)
         prepared = fit_parts(prepared, self._max_parts, self._markers[lang or self._default_lang])
-        due = now if urgent or kind.essential else self.after_quiet_hours(now)
+        due = now if urgent or kind.essential else self.after_quiet_hours(now + dt.timedelta(seconds=delay_seconds))
         expires = max(due, now) + dt.timedelta(seconds=ttl_seconds or self._ttl_seconds)
         rows = await tx.fetch(_INSERT, (
             to, prepared.text, prepared.encoding.value, prepared.parts, kind.value, urgent,

@@ -35,6 +35,7 @@ class Services:
         # The features' services, set by the edge that builds this (gateway.services).
         self.otp: Any = None
         self.citizens: Any = None
+        self.dossiers: Any = None  # models.dossiers.DossierService
         self._phone_key = phone_key
         self._on_sms_queued = on_sms_queued
         self._handlers: dict[type, Handler] = {

@@ -139,11 +139,6 @@ class Migration(migrations.Migration):
         ),
         ops.AddField(
             model_name='Dossier',
-            name='missing_documents',
-            field=fields.CharField(default='', max_length=300),
-        ),
-        ops.AddField(
-            model_name='Dossier',
             name='reminders_sent',
             field=fields.IntField(default=0),
         ),

@@ -1,0 +1,577 @@
+"""Dossiers from the one-stop system, their status changes and the SMS they cause.
+
+``DossierService`` is the one place that changes a dossier: the sync API, the CSV import,
+clerks (console, API, SMS commands) and the reminder job all call it, each inside its own
+unit of work (``tx``), so a change, its history row, its SMS in the outbox and its
+notification record commit together or not at all.
+
+- **Idempotent.** A dossier is keyed by its code: a record equal to what is stored changes
+  nothing and sends nothing. A pushed event is keyed by (client, event id): its claim is
+  one ``INSERT ... ON CONFLICT DO NOTHING``, so a replay, or the same event reaching two
+  workers at once, applies once. An event older than the dossier's current state
+  (``state_at``) is recorded as ``stale`` and moves nothing back.
+- **Notifications.** A real change (the status, or what the status SMS would say) writes
+  the applicant's SMS from the per-status template (composed by the menus' text
+  catalogue, injected as ``compose``), in the citizen's language. It waits
+  ``debounce_seconds``: a later change of the same dossier cancels what still waits, so a
+  change and its reversal inside the window send one message, the latest. Quiet hours and
+  opt-outs apply (the outbox writer); a phone that is not a valid VN mobile gets none, and
+  every skip is recorded on the dossier with its reason (``dossier_notification``).
+- **Locks.** On PostgreSQL the rows a batch changes are locked in id order
+  (``FOR UPDATE``), so two batches touching the same dossiers serialise without deadlock;
+  SQLite's writer lock does the same for the whole transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable, Protocol, Sequence
+
+from menus.views import DossierView
+from models.directory import DatabaseDirectory
+from models.entities import DossierStatus, FilingMode, SmsKind, SmsStatus
+from models.fastsql import Tx, as_datetime
+from models.outbox import OutboxWriter
+
+# What a notification SMS says, in a language: (lang, kind, dossier, reminder number) -> text.
+Compose = Callable[[str, SmsKind, DossierView, int], str]
+
+MAX_BATCH = 1000
+_CHUNK = 400  # parameters per IN (...) list: well under SQLite's and asyncpg's limits
+
+SKIP_INVALID_PHONE = "applicant phone is not a valid VN mobile number"
+SKIP_OPTED_OUT = "recipient opted out"
+SUPERSEDED = "superseded by a later change of the dossier"
+
+
+class Outcome(str, enum.Enum):
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"  # nothing to change: nothing sent
+    APPLIED = "applied"  # an event that moved the dossier
+    STALE = "stale"  # an event older than the dossier's state: recorded, not applied
+    REPLAYED = "replayed"  # an event id seen before: nothing done
+
+
+@dataclass(frozen=True, slots=True)
+class DossierRecord:
+    """A dossier as a one-stop system describes it (validated at the edge)."""
+
+    code: str
+    tail: str
+    agency_id: int
+    procedure_id: int
+    applicant_name: str
+    applicant_phone: str  # E.164 when a valid VN mobile, else as given (digits and +)
+    applicant_id_hash: str | None
+    received_at: dt.datetime
+    due_at: dt.datetime | None
+    fee_due: int
+    pickup_place: str
+    mode: FilingMode
+    status: DossierStatus
+    status_note: str = ""
+    status_at: dt.datetime | None = None  # when the status took effect; default: received_at
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    """A status change pushed by a one-stop system (or made by a clerk, without event id)."""
+
+    code: str
+    status: DossierStatus
+    occurred_at: dt.datetime
+    event_id: str = ""
+    note: str = ""  # the reason (3, 8), the missing documents (5), any remark
+    due_at: dt.datetime | None = None  # None: unchanged
+    fee_due: int | None = None  # None: unchanged
+
+
+@dataclass(slots=True)
+class _Row:
+    """A dossier row as read for a change."""
+
+    id: int
+    code: str
+    agency_id: int
+    procedure_id: int
+    applicant_name: str
+    applicant_phone: str
+    applicant_id_hash: str | None
+    received_at: dt.datetime
+    due_at: dt.datetime | None
+    fee_due: int
+    pickup_place: str
+    mode: FilingMode
+    status: DossierStatus
+    status_note: str
+    state_at: dt.datetime | None
+    tail: str
+
+
+_ROW_COLUMNS = (
+    "id, code, agency_id, procedure_id, applicant_name, applicant_phone, applicant_id_hash, received_at, due_at,"
+    " fee_due, pickup_place, mode, status, status_note, state_at, tail"
+)
+
+
+def _row(values: tuple) -> _Row:
+    return _Row(
+        values[0], values[1], values[2], values[3], values[4], values[5], values[6], as_datetime(values[7]),
+        as_datetime(values[8]), values[9], values[10], FilingMode(values[11]), DossierStatus(values[12]),
+        values[13], as_datetime(values[14]), values[15],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Notified:
+    """What one notification did: the outbox row it wrote, or why none."""
+
+    sms_id: int | None
+    skipped: str = ""
+    text: str = ""
+    parts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    outcome: Outcome
+    code: str
+    notified: Notified | None = None
+    event_id: str = ""
+
+
+class PostalOutcome(str, enum.Enum):
+    RECORDED = "recorded"
+    ALREADY = "already"  # asked before: still waiting or handled
+    NOT_APPLICANT = "not_applicant"  # only the applicant's phone may ask
+    NOT_READY = "not_ready"  # the result is not ready (status 9)
+    NOT_POSTAL = "not_postal"  # "mot phan": collected at the desk only
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationRecord:
+    """One line of a dossier's notification history."""
+
+    kind: SmsKind
+    status: DossierStatus
+    created_at: dt.datetime
+    skipped: str
+    sms_status: SmsStatus | None
+    parts: int | None
+    queued_for: dt.datetime | None
+    sent_at: dt.datetime | None
+    delivered_at: dt.datetime | None
+    error: str
+
+
+class NotificationSettings(Protocol):
+    debounce_seconds: int
+    reminder_first_days: int
+    reminder_second_days: int
+
+
+class BatchRejected(ValueError):
+    """A batch that cannot be applied as a whole: (index, field, message) per fault."""
+
+    def __init__(self, errors: list[tuple[int, str, str]]) -> None:
+        super().__init__(f"{len(errors)} item(s) refused")
+        self.errors = errors
+
+
+def _chunks(values: Sequence, size: int = _CHUNK) -> Iterable[Sequence]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+_INSERT_DOSSIER = (
+    "INSERT INTO dossier (code, tail, agency_id, procedure_id, applicant_name, applicant_phone, applicant_id_hash,"
+    " status, status_note, received_at, due_at, fee_due, pickup_place, mode, updated_at, state_at, reminders_sent)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0) ON CONFLICT (code) DO NOTHING RETURNING id"
+)
+_UPDATE_DATA = (
+    "UPDATE dossier SET procedure_id=?, applicant_name=?, applicant_phone=?, applicant_id_hash=?, received_at=?,"
+    " due_at=?, fee_due=?, pickup_place=?, mode=?, updated_at=? WHERE id=?"
+)
+_UPDATE_STATUS = (
+    "UPDATE dossier SET status=?, status_note=?, due_at=?, fee_due=?, state_at=?, updated_at=?,"
+    " reminders_sent=CASE WHEN ?=1 THEN 0 ELSE reminders_sent END WHERE id=?"
+)
+_INSERT_CHANGE = (
+    "INSERT INTO dossier_status_change (dossier_id, old_status, new_status, note, changed_at, source)"
+    " VALUES (?,?,?,?,?,?)"
+)
+_CLAIM_EVENT = (
+    "INSERT INTO dossier_event (api_client_id, event_id, dossier_id, status, occurred_at, received_at, outcome)"
+    " VALUES (?,?,?,?,?,?,?) ON CONFLICT (api_client_id, event_id) DO NOTHING RETURNING id"
+)
+_EVENT_OUTCOME = "UPDATE dossier_event SET outcome=? WHERE id=?"
+_INSERT_NOTIFICATION = (
+    "INSERT INTO dossier_notification (dossier_id, kind, status, outbound_sms_id, skipped, created_at)"
+    " VALUES (?,?,?,?,?,?)"
+)
+# What still waits of this dossier's status and pickup SMS: a newer change replaces it.
+_SUPERSEDE = (
+    "UPDATE outbound_sms SET status=?, last_error=? WHERE status=? AND id IN ("
+    " SELECT outbound_sms_id FROM dossier_notification WHERE dossier_id=? AND outbound_sms_id IS NOT NULL"
+    " AND kind IN (?,?,?))"
+)
+_HISTORY = (
+    "SELECT n.kind, n.status, n.created_at, n.skipped, o.status, o.parts, o.next_attempt_at, o.sent_at,"
+    " o.delivered_at, o.last_error FROM dossier_notification n LEFT JOIN outbound_sms o ON o.id = n.outbound_sms_id"
+    " WHERE n.dossier_id=? ORDER BY n.created_at, n.id"
+)
+
+
+class DossierService:
+    def __init__(
+        self,
+        outbox: OutboxWriter,
+        directory: DatabaseDirectory,
+        settings: NotificationSettings,
+        compose: Compose,
+        valid_phone: Callable[[str], bool],
+        default_lang: str = "vi",
+    ) -> None:
+        self._outbox = outbox
+        self._directory = directory
+        self._settings = settings
+        self._compose = compose
+        self._valid_phone = valid_phone
+        self._default_lang = default_lang
+
+    @property
+    def directory(self) -> DatabaseDirectory:
+        return self._directory
+
+    # -- reading --------------------------------------------------------------------------
+
+    async def _rows(self, tx: Tx, where: str, values: Sequence, lock: bool, limit: int | None = None) -> list[_Row]:
+        sql = f"SELECT {_ROW_COLUMNS} FROM dossier WHERE {where} ORDER BY id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        if lock and tx.dialect == "postgres":
+            sql += " FOR UPDATE"
+        return [_row(r) for r in await tx.fetch(sql, values)]
+
+    async def _rows_by_code(self, tx: Tx, codes: Sequence[str], lock: bool = True) -> dict[str, _Row]:
+        found: dict[str, _Row] = {}
+        unique = sorted(set(codes))
+        for chunk in _chunks(unique):
+            marks = ",".join("?" * len(chunk))
+            for row in await self._rows(tx, f"code IN ({marks})", chunk, lock):
+                found[row.code] = row
+        return found
+
+    async def agency_of_codes(self, tx: Tx, codes: Sequence[str]) -> dict[str, int]:
+        """The agency of each known code (the API checks a client's reach with it)."""
+        return {code: row.agency_id for code, row in (await self._rows_by_code(tx, codes, lock=False)).items()}
+
+    async def view(self, tx: Tx, dossier_id: int) -> DossierView | None:
+        return await self._directory.dossier(dossier_id)
+
+    async def history(self, tx: Tx, dossier_id: int) -> list[NotificationRecord]:
+        """Every SMS meant for the dossier's applicant: when queued, sent, delivered, or why not."""
+        return [
+            NotificationRecord(
+                kind=SmsKind(r[0]), status=DossierStatus(r[1]), created_at=as_datetime(r[2]), skipped=r[3],
+                sms_status=SmsStatus(r[4]) if r[4] else None, parts=r[5], queued_for=as_datetime(r[6]),
+                sent_at=as_datetime(r[7]), delivered_at=as_datetime(r[8]), error=r[9] or "",
+            )
+            for r in await tx.fetch(_HISTORY, (dossier_id,))
+        ]
+
+    # -- dossiers -------------------------------------------------------------------------
+
+    async def upsert(self, tx: Tx, records: Sequence[DossierRecord], now: dt.datetime, *,
+                     source: str, notify: bool = True, allowed_agencies: set[int] | None = None) -> list[ItemResult]:
+        """Create or update dossiers by code. A code that exists under an agency outside
+        ``allowed_agencies`` refuses the whole batch (BatchRejected), before any write."""
+        existing = await self._rows_by_code(tx, [r.code for r in records])
+        if allowed_agencies is not None:
+            errors = [(i, "code", "this dossier belongs to an agency this client may not change")
+                      for i, r in enumerate(records)
+                      if r.code in existing and existing[r.code].agency_id not in allowed_agencies]
+            if errors:
+                raise BatchRejected(errors)
+        recipients = _Recipients(self._outbox)
+        await recipients.load(tx, [r.applicant_phone for r in records if notify])
+        results = []
+        for record in records:
+            row = existing.get(record.code)
+            if row is None:
+                row = await self._create(tx, record, now)
+                if row is None:  # a concurrent batch created it first (PostgreSQL): update it instead
+                    row = (await self._rows_by_code(tx, [record.code]))[record.code]
+                else:
+                    existing[record.code] = row
+                    notified = await self._notify(tx, row, now, recipients, source) if notify else None
+                    results.append(ItemResult(Outcome.CREATED, record.code, notified))
+                    continue
+            results.append(await self._update(tx, row, record, now, source, notify, recipients))
+        return results
+
+    async def _create(self, tx: Tx, record: DossierRecord, now: dt.datetime) -> _Row | None:
+        state_at = record.status_at or record.received_at
+        rows = await tx.fetch(_INSERT_DOSSIER, (
+            record.code, record.tail, record.agency_id, record.procedure_id, record.applicant_name,
+            record.applicant_phone, record.applicant_id_hash, int(record.status), record.status_note,
+            record.received_at, record.due_at, record.fee_due, record.pickup_place, record.mode.value, now, state_at,
+        ))
+        if not rows:
+            return None
+        dossier_id = rows[0][0]
+        await tx.fetch(_INSERT_CHANGE, (dossier_id, None, int(record.status), record.status_note, state_at, "create"))
+        return _Row(
+            dossier_id, record.code, record.agency_id, record.procedure_id, record.applicant_name,
+            record.applicant_phone, record.applicant_id_hash, record.received_at, record.due_at, record.fee_due,
+            record.pickup_place, record.mode, record.status, record.status_note, state_at, record.tail,
+        )
+
+    async def _update(self, tx: Tx, row: _Row, record: DossierRecord, now: dt.datetime, source: str,
+                      notify: bool, recipients: "_Recipients") -> ItemResult:
+        data_changed = (
+            row.procedure_id, row.applicant_name, row.applicant_phone, row.applicant_id_hash, row.received_at,
+            row.fee_due, row.pickup_place, row.mode,
+        ) != (
+            record.procedure_id, record.applicant_name, record.applicant_phone, record.applicant_id_hash,
+            record.received_at, record.fee_due, record.pickup_place, record.mode,
+        ) or (record.due_at is not None and row.due_at != record.due_at)
+        before = await self._texts(row)
+        if data_changed:
+            row.procedure_id, row.applicant_name, row.applicant_phone = (
+                record.procedure_id, record.applicant_name, record.applicant_phone)
+            row.applicant_id_hash, row.received_at, row.fee_due = (
+                record.applicant_id_hash, record.received_at, record.fee_due)
+            row.pickup_place, row.mode = record.pickup_place, record.mode
+            if record.due_at is not None:
+                row.due_at = record.due_at
+            await tx.fetch(_UPDATE_DATA, (
+                row.procedure_id, row.applicant_name, row.applicant_phone, row.applicant_id_hash, row.received_at,
+                row.due_at, row.fee_due, row.pickup_place, row.mode.value, now, row.id,
+            ))
+        moved = False
+        status_at = record.status_at or now
+        if (record.status, record.status_note) != (row.status, row.status_note) and (
+                row.state_at is None or status_at >= row.state_at):
+            await self._set_status(tx, row, record.status, record.status_note, row.due_at, row.fee_due,
+                                   status_at, now, source)
+            moved = True
+        if not (data_changed or moved):
+            return ItemResult(Outcome.UNCHANGED, row.code)
+        notified = None
+        if notify and (moved or await self._texts(row) != before):
+            notified = await self._notify(tx, row, now, recipients, source)
+        return ItemResult(Outcome.UPDATED, row.code, notified)
+
+    async def _set_status(self, tx: Tx, row: _Row, status: DossierStatus, note: str, due_at: dt.datetime | None,
+                          fee_due: int, state_at: dt.datetime, now: dt.datetime, source: str) -> None:
+        old = row.status
+        ready_again = status is DossierStatus.READY and old is not DossierStatus.READY
+        await tx.fetch(_UPDATE_STATUS, (int(status), note, due_at, fee_due, state_at, now, 1 if ready_again else 0,
+                                        row.id))
+        await tx.fetch(_INSERT_CHANGE, (row.id, int(old), int(status), note, state_at, source[:40]))
+        row.status, row.status_note, row.due_at, row.fee_due, row.state_at = status, note, due_at, fee_due, state_at
+
+    # -- status events --------------------------------------------------------------------
+
+    async def apply_events(self, tx: Tx, client_id: int, events: Sequence[StatusEvent], now: dt.datetime, *,
+                           source: str, allowed_agencies: set[int] | None = None) -> list[ItemResult]:
+        """Apply a batch of pushed events, in order. An unknown code, or one of an agency
+        outside ``allowed_agencies``, refuses the whole batch before any write."""
+        rows = await self._rows_by_code(tx, [e.code for e in events])
+        errors = [(i, "code", "no such dossier for this client") for i, e in enumerate(events)
+                  if e.code not in rows or (allowed_agencies is not None and rows[e.code].agency_id not in allowed_agencies)]
+        if errors:
+            raise BatchRejected(errors)
+        recipients = _Recipients(self._outbox)
+        await recipients.load(tx, [rows[e.code].applicant_phone for e in events])
+        results = []
+        for event in events:
+            row = rows[event.code]
+            claimed = await tx.fetch(_CLAIM_EVENT, (
+                client_id, event.event_id, row.id, int(event.status), event.occurred_at, now, Outcome.APPLIED.value))
+            if not claimed:
+                results.append(ItemResult(Outcome.REPLAYED, row.code, event_id=event.event_id))
+                continue
+            result = await self._move(tx, row, event, now, source, recipients)
+            if result.outcome is not Outcome.APPLIED:
+                await tx.fetch(_EVENT_OUTCOME, (result.outcome.value, claimed[0][0]))
+            results.append(replace(result, event_id=event.event_id))
+        return results
+
+    async def change_status(self, tx: Tx, dossier_id: int, event: StatusEvent, now: dt.datetime, *,
+                            source: str, debounce: bool = False) -> ItemResult | None:
+        """A clerk's change (console, API, SMS command): applied now, its SMS without
+        debounce unless asked. None if there is no such dossier."""
+        found = await self._rows(tx, "id=?", (dossier_id,), lock=True)
+        if not found:
+            return None
+        recipients = _Recipients(self._outbox)
+        await recipients.load(tx, [found[0].applicant_phone])
+        return await self._move(tx, found[0], event, now, source, recipients, debounce=debounce)
+
+    async def _move(self, tx: Tx, row: _Row, event: StatusEvent, now: dt.datetime, source: str,
+                    recipients: "_Recipients", debounce: bool = True) -> ItemResult:
+        if row.state_at is not None and event.occurred_at < row.state_at:
+            return ItemResult(Outcome.STALE, row.code)
+        due_at = row.due_at if event.due_at is None else event.due_at
+        fee_due = row.fee_due if event.fee_due is None else event.fee_due
+        if (event.status, event.note, due_at, fee_due) == (row.status, row.status_note, row.due_at, row.fee_due):
+            return ItemResult(Outcome.UNCHANGED, row.code)
+        before = await self._texts(row)
+        moved = event.status is not row.status
+        await self._set_status(tx, row, event.status, event.note, due_at, fee_due, event.occurred_at, now, source)
+        notified = None
+        if moved or await self._texts(row) != before:
+            notified = await self._notify(tx, row, now, recipients, source, debounce=debounce)
+        return ItemResult(Outcome.APPLIED, row.code, notified)
+
+    # -- notifications --------------------------------------------------------------------
+
+    async def _dossier_view(self, row: _Row) -> DossierView:
+        agency = await self._directory.agency(row.agency_id)
+        procedure = await self._directory.procedure(row.agency_id, row.procedure_id)
+        if agency is None or procedure is None:  # added since the cache was filled
+            self._directory.forget()
+            agency = await self._directory.agency(row.agency_id)
+            procedure = await self._directory.procedure(row.agency_id, row.procedure_id)
+        return DossierView(
+            id=row.id, code=row.code, agency=agency, procedure_name=procedure.name, applicant_name=row.applicant_name,
+            applicant_phone=row.applicant_phone, status=row.status, status_note=row.status_note,
+            received_at=row.received_at, due_at=row.due_at, fee_due=row.fee_due, pickup_place=row.pickup_place,
+            mode=row.mode, applicant_id_hash=row.applicant_id_hash,
+        )
+
+    async def _texts(self, row: _Row) -> str:
+        """What the status SMS would say now (in the default language): a change that does
+        not alter it (a new due date on a refused dossier) sends nothing."""
+        kind = SmsKind.PICKUP if row.status is DossierStatus.READY else SmsKind.STATUS
+        return self._compose(self._default_lang, kind, await self._dossier_view(row), 0)
+
+    async def _notify(self, tx: Tx, row: _Row, now: dt.datetime, recipients: "_Recipients", source: str, *,
+                      kind: SmsKind | None = None, reminder: int = 0, debounce: bool = True) -> Notified:
+        if kind is None:
+            kind = SmsKind.PICKUP if row.status is DossierStatus.READY else SmsKind.STATUS
+        if kind is not SmsKind.REMINDER:
+            # The applicant is told the latest state only: what still waits goes.
+            await tx.fetch(_SUPERSEDE, (SmsStatus.FAILED.value, SUPERSEDED, SmsStatus.QUEUED.value, row.id,
+                                        SmsKind.STATUS.value, SmsKind.PICKUP.value, SmsKind.REMINDER.value))
+        notified = await self._write(tx, row, kind, reminder, now, recipients,
+                                     self._settings.debounce_seconds if debounce else 0)
+        await tx.fetch(_INSERT_NOTIFICATION, (row.id, kind.value, int(row.status), notified.sms_id, notified.skipped, now))
+        return notified
+
+    async def _write(self, tx: Tx, row: _Row, kind: SmsKind, reminder: int, now: dt.datetime,
+                     recipients: "_Recipients", delay: float) -> Notified:
+        phone = row.applicant_phone
+        if not self._valid_phone(phone):
+            return Notified(None, SKIP_INVALID_PHONE)
+        lang = recipients.lang(phone) or self._default_lang
+        text = self._compose(lang, kind, await self._dossier_view(row), reminder)
+        queued = await self._outbox.enqueue(tx, phone, text, kind, now, lang=lang, delay_seconds=delay,
+                                            opted_out=recipients.opted_out(phone))
+        if queued is None:
+            return Notified(None, SKIP_OPTED_OUT)
+        return Notified(queued.id, "", queued.text, queued.parts)
+
+    async def resend(self, tx: Tx, dossier_id: int, now: dt.datetime, *, source: str) -> Notified | None:
+        """Send the dossier's current status SMS again now (a clerk's GUI LAI)."""
+        found = await self._rows(tx, "id=?", (dossier_id,), lock=True)
+        if not found:
+            return None
+        recipients = _Recipients(self._outbox)
+        await recipients.load(tx, [found[0].applicant_phone])
+        return await self._notify(tx, found[0], now, recipients, source, debounce=False)
+
+    async def preview(self, tx: Tx, dossier_id: int, status: DossierStatus | None = None, lang: str | None = None) -> str | None:
+        """The text the applicant would get for the dossier (at ``status``), before the
+        outbox prepares it for the air."""
+        found = await self._rows(tx, "id=?", (dossier_id,), lock=False)
+        if not found:
+            return None
+        row = found[0]
+        if status is not None:
+            row.status = status
+        kind = SmsKind.PICKUP if row.status is DossierStatus.READY else SmsKind.STATUS
+        return self._compose(lang or self._default_lang, kind, await self._dossier_view(row), 0)
+
+    # -- reminders ------------------------------------------------------------------------
+
+    async def send_due_reminders(self, tx: Tx, now: dt.datetime, limit: int = 500) -> int:
+        """Remind applicants whose result waits uncollected: the first after
+        ``reminder_first_days``, the second after ``reminder_second_days`` (0: off).
+        Each is claimed by raising ``reminders_sent`` with a conditional update, so two
+        processes never send the same reminder; a dossier moved to 10 gets none."""
+        days = [d for d in (self._settings.reminder_first_days, self._settings.reminder_second_days) if d > 0]
+        sent = 0
+        for number, wait in enumerate(days):
+            cutoff = now - dt.timedelta(days=wait)
+            rows = await self._rows(
+                tx, "status=? AND reminders_sent=? AND COALESCE(state_at, updated_at) <= ?",
+                (int(DossierStatus.READY), number, cutoff), lock=True, limit=limit)
+            if not rows:
+                continue
+            recipients = _Recipients(self._outbox)
+            await recipients.load(tx, [r.applicant_phone for r in rows])
+            for row in rows:
+                claimed = await tx.fetch(
+                    "UPDATE dossier SET reminders_sent=? WHERE id=? AND reminders_sent=? AND status=? RETURNING id",
+                    (number + 1, row.id, number, int(DossierStatus.READY)))
+                if claimed:
+                    await self._notify(tx, row, now, recipients, "reminder", kind=SmsKind.REMINDER,
+                                       reminder=number + 1, debounce=False)
+                    sent += 1
+        return sent
+
+    # -- postal delivery ------------------------------------------------------------------
+
+    async def request_postal(self, tx: Tx, dossier_id: int, phone: str, channel: str, now: dt.datetime) -> PostalOutcome:
+        """The applicant asks for a "toan trinh" result by post: recorded once, for the clerk."""
+        found = await self._rows(tx, "id=?", (dossier_id,), lock=True)
+        if not found:
+            return PostalOutcome.UNKNOWN
+        row = found[0]
+        if phone != row.applicant_phone:
+            return PostalOutcome.NOT_APPLICANT
+        if row.mode is not FilingMode.FULL:
+            return PostalOutcome.NOT_POSTAL
+        if row.status is not DossierStatus.READY:
+            return PostalOutcome.NOT_READY
+        inserted = await tx.fetch(
+            "INSERT INTO postal_request (dossier_id, channel, status, requested_at) VALUES (?,?,?,?)"
+            " ON CONFLICT (dossier_id) DO NOTHING RETURNING id", (row.id, channel, "waiting", now))
+        return PostalOutcome.RECORDED if inserted else PostalOutcome.ALREADY
+
+
+@dataclass(slots=True)
+class _Recipients:
+    """The languages and opt-outs of a batch's phones, read in two statements."""
+
+    outbox: OutboxWriter
+    _langs: dict[str, str] = field(default_factory=dict)
+    _off: set[str] = field(default_factory=set)
+    _keys: dict[str, str] = field(default_factory=dict)
+
+    async def load(self, tx: Tx, phones: Sequence[str]) -> None:
+        keys = {phone: self.outbox.phone_key(phone) for phone in set(phones)}
+        self._keys = keys
+        by_key = {key: phone for phone, key in keys.items()}
+        values = sorted(by_key)
+        for chunk in _chunks(values):
+            marks = ",".join("?" * len(chunk))
+            for key, lang in await tx.fetch(f"SELECT phone_key, lang FROM citizen WHERE phone_key IN ({marks})", chunk):
+                self._langs[by_key[key]] = lang
+            for (key,) in await tx.fetch(
+                    f"SELECT phone_key FROM phone_preference WHERE notifications_off=? AND phone_key IN ({marks})",
+                    (True, *chunk)):
+                self._off.add(by_key[key])
+
+    def lang(self, phone: str) -> str | None:
+        return self._langs.get(phone)
+
+    def opted_out(self, phone: str) -> bool | None:
+        return (phone in self._off) if phone in self._keys else None
