@@ -57,6 +57,7 @@ class Screen(enum.Enum):
     DELETE_OTP = "delete_otp"
     DELETE_DONE = "delete_done"
     DELETE_NOTHING = "delete_nothing"
+    POSTAL_DONE = "postal_done"  # the applicant asked for a "toan trinh" result by post
     PROCEDURES = "procedures"
     PROCEDURE_DETAIL = "procedure_detail"
     PICKUP = "pickup"

@@ -19,10 +19,11 @@ from models.sms_text import unaccent
 from menus.engine import HopContext, clip_echo
 from menus.registration import limited_wait, local_time, refusal_text, ussd_code
 from menus.texts import T, text
-from menus.ussd import procedure_text, status_sentences
+from menus.ussd import postal_text, procedure_text, status_sentences
 from menus.views import ProcedureView
 from models import dossier_code, identity
 from models.effects import DeletePersonalData, Effect, SetNotifications
+from models.entities import DossierStatus, FilingMode
 from models.identity import Refusal
 from models.otp import OtpLimited, OtpPurpose
 
@@ -37,6 +38,7 @@ class Command(enum.Enum):
     CONSENT = "consent"  # DONG Y
     CODE = "code"  # OTP <code>, or the bare six digits
     DELETE = "delete"  # XOA, then XOA <code>
+    POSTAL = "postal"  # BUUDIEN [<code>]: a "toan trinh" result by post
     UNKNOWN = "unknown"
 
 
@@ -58,6 +60,8 @@ KEYWORDS: list[tuple[str, Command, str]] = [
     ("DONG Y", Command.CONSENT, "vi"),
     ("OTP", Command.CODE, "vi"),
     ("XOA", Command.DELETE, "vi"),
+    ("BUU DIEN", Command.POSTAL, "vi"),
+    ("POST", Command.POSTAL, "en"),
 ]
 _SEPARATORS = " \t\r\n:.,;-_/#*="
 _PATTERNS = [
@@ -121,6 +125,8 @@ async def answer(ctx: HopContext, message: str) -> Answer:
         reply = await _registration_code(ctx, lang, parsed.argument)
     elif parsed.command is Command.DELETE:
         return await _delete(ctx, lang, parsed.argument)
+    elif parsed.command is Command.POSTAL:
+        reply = await _postal(ctx, lang, parsed.argument)
     else:
         reply = text(lang, T.SMS_UNKNOWN)
     return Answer(reply, parsed.command, lang)
@@ -153,6 +159,35 @@ async def _status(ctx: HopContext, lang: str, argument: str, hotline: str) -> st
             return text(lang, T.SMS_SEVERAL, count=len(matches), tail=tail, example=matches[0].code)
     dossier = matches[0]
     return " ".join([text(lang, T.RESULT_CODE, code=dossier.code) + ":", *status_sentences(ctx, lang, dossier)])
+
+
+async def _postal(ctx: HopContext, lang: str, argument: str) -> str:
+    """BUUDIEN <code or tail>, or BUUDIEN alone when the sender has one result waiting
+    that may go by post (what the pickup SMS invites)."""
+    argument = _FILLER.sub("", argument)
+    if argument:
+        code = dossier_code.parse(argument)
+        if code is not None:
+            found = await ctx.directory.dossier_by_code(code.text)
+            matches = [found] if found else []
+        else:
+            tail = dossier_code.parse_tail(argument)
+            if tail is None or ctx.agency is None:
+                return text(lang, T.SMS_POSTAL_NEED_CODE)
+            matches = await ctx.directory.dossiers_by_tail(ctx.agency.id, tail)
+            # A shared tail: the sender's own dossier is the one meant.
+            matches = [d for d in matches if d.applicant_phone == ctx.phone] or matches[:1]
+        if not matches:
+            return text(lang, T.SMS_NOT_FOUND, code=clip_echo(argument), hotline=ctx.agency.hotline if ctx.agency else "")
+    else:
+        mine = await ctx.directory.dossiers_of(ctx.phone, None)
+        matches = [d for d in mine if d.status is DossierStatus.READY and d.mode is FilingMode.FULL
+                   and d.applicant_phone == ctx.phone]
+        if len(matches) != 1:
+            return text(lang, T.SMS_POSTAL_NEED_CODE)
+    dossier = matches[0]
+    outcome = await ctx.uow.services.dossiers.request_postal(ctx.uow.tx, dossier.id, ctx.phone, "sms", ctx.now)
+    return postal_text(lang, outcome.value, dossier.code)
 
 
 def _words(value: str) -> set[str]:

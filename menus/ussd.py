@@ -20,6 +20,7 @@ from menus.engine import (
     Target,
     check_registry,
     content,
+    on_enter,
     on_text,
 )
 from menus.render import Content, Item
@@ -149,7 +150,44 @@ async def lookup_result(ctx: HopContext, lang: str, args: Mapping[str, Any]) -> 
     id_hash, filed_under = args.get("idh"), dossier.applicant_id_hash
     owner = ctx.phone == dossier.applicant_phone or bool(
         id_hash and filed_under and hmac.compare_digest(id_hash, filed_under))
-    return Content(text(lang, T.RESULT_CODE, code=dossier.code), body=" ".join(status_sentences(ctx, lang, dossier, owner)))
+    items: tuple[Item[Target], ...] = ()
+    if (dossier.status is DossierStatus.READY and dossier.mode is FilingMode.FULL
+            and ctx.phone == dossier.applicant_phone):  # only the applicant's phone may ask
+        items = (Item(text(lang, T.RESULT_POSTAL_OPTION), Frame(Screen.POSTAL_DONE, {"id": dossier.id})),)
+    return Content(text(lang, T.RESULT_CODE, code=dossier.code), body=" ".join(status_sentences(ctx, lang, dossier, owner)),
+                   items=items)
+
+
+@on_enter(Screen.POSTAL_DONE)
+async def postal_request(ctx: HopContext, lang: str, args: Mapping[str, Any]) -> Frame:
+    outcome = await ctx.uow.services.dossiers.request_postal(ctx.uow.tx, args["id"], ctx.phone, "ussd", ctx.now)
+    return Frame(Screen.POSTAL_DONE, {"id": args["id"], "o": outcome.value})
+
+
+@content(Screen.POSTAL_DONE)
+async def postal_done(ctx: HopContext, lang: str, args: Mapping[str, Any]) -> Content[Target]:
+    dossier = await ctx.directory.dossier(args["id"])
+    code = dossier.code if dossier else ""
+    return Content(text(lang, T.RESULT_POSTAL_OPTION), body=postal_text(lang, args.get("o", ""), code, ussd=True), end=True)
+
+
+_POSTAL_TEXTS = {
+    "recorded": T.SMS_POSTAL_RECORDED,
+    "already": T.SMS_POSTAL_ALREADY,
+    "not_applicant": T.SMS_POSTAL_NOT_APPLICANT,
+    "not_ready": T.SMS_POSTAL_NOT_READY,
+    "not_postal": T.SMS_POSTAL_NOT_POSTAL,
+}
+
+
+def postal_text(lang: str, outcome: str, code: str, *, ussd: bool = False) -> str:
+    """What the applicant is told about a request for postal delivery (SMS or screen)."""
+    if ussd and outcome == "recorded":
+        return text(lang, T.POSTAL_CONFIRM_SCREEN)
+    key = _POSTAL_TEXTS.get(outcome)
+    if key is None:  # the dossier went between two hops
+        return text(lang, T.SORRY_ERROR)
+    return text(lang, key, code=code)
 
 
 def status_sentences(ctx: HopContext, lang: str, dossier: DossierView, owner: bool | None = None) -> list[str]:
