@@ -264,14 +264,19 @@ def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] | None = 
                 from models.retention import Purger
 
                 purger_task = asyncio.create_task(Purger(settings, sql, clock or utcnow).run(stop), name="purger")
+            reminder_task = None
+            if settings.notifications.run_reminders:
+                from models.reminders import ReminderJob
+
+                reminders = ReminderJob(settings, sql, services.dossiers, clock or utcnow, on_sms_queued=outbox.wakeup.set)
+                reminder_task = asyncio.create_task(reminders.run(stop), name="reminders")
             try:
                 yield
             finally:
                 stop.set()
-                if dispatcher_task is not None:
-                    await dispatcher_task
-                if purger_task is not None:
-                    await purger_task
+                for task in (dispatcher_task, purger_task, reminder_task):
+                    if task is not None:
+                        await task
                 await transport.close()
                 await sql.close()
 
@@ -281,6 +286,9 @@ def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] | None = 
     from gateway.api import create_api_app
 
     app.add_subapp("/api/v1", create_api_app(clock or utcnow))
+    from gateway.console import create_console_app
+
+    app.add_subapp("/console", create_console_app(settings, clock or utcnow))
     app.router.add_get("/metrics", metrics_view)
     app.router.add_post("/ussd/{contract}", ussd_webhook)
     app.router.add_get("/sms/console/sent", local_inbox)
