@@ -54,6 +54,7 @@ bench: install
 	command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(PY) -m bench.ussd
 	$(PY) -m bench.sms
+	$(PY) -m bench.sync
 
 ## After changing a model: write the migration that follows it.
 migrations: install

@@ -44,9 +44,17 @@ async def _batch(request: web.Request, list_name: str, allowed: set[str]) -> tup
         raise ApiError(415, "send the body as JSON (Content-Type: application/json)", "Content-Type")
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise ApiError(413, f"a batch body is at most {MAX_BODY_BYTES} bytes")
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
+    # read(n) returns what has arrived, not n bytes: a full batch comes in several TCP reads.
+    chunks, size = [], 0
+    while size <= MAX_BODY_BYTES:
+        chunk = await request.content.read(MAX_BODY_BYTES + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > MAX_BODY_BYTES:
         raise ApiError(413, f"a batch body is at most {MAX_BODY_BYTES} bytes")
+    raw = b"".join(chunks)
     try:
         body = json.loads(raw.decode(request.charset or "utf-8"))
     except (ValueError, RecursionError, LookupError):

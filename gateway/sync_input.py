@@ -28,6 +28,9 @@ MAX_FEE = 1_000_000_000  # VND: a commune's fees are far below
 MAX_PHONE_CHARS = 20
 _EVENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}")
 _PHONE_CHARS = re.compile(r"[0-9+().\- ]+")
+# A number sent as a string: ASCII digits, and few (str.isdigit also takes "\u00b2", which
+# int() refuses, and int() refuses more than 4,300 digits).
+_DIGITS = re.compile(r"[0-9]{1,12}")
 
 DOSSIER_FIELDS = {
     "code", "agency", "procedure", "applicant_name", "applicant_phone", "id_number", "received_at", "due_at",
@@ -69,7 +72,8 @@ class Reader:
         name = _text(item, "applicant_name", MAX_NAME, required=True).strip()
         if not name:
             raise FieldFault("applicant_name", "applicant_name is empty")
-        phone = _phone(_text(item, "applicant_phone", MAX_PHONE_CHARS, required=True))
+        raw_phone = _text(item, "applicant_phone", MAX_PHONE_CHARS, required=True)
+        phone = _phone(raw_phone)
         id_hash = None
         id_number = _text(item, "id_number", 20)
         if id_number:
@@ -89,6 +93,8 @@ class Reader:
             due_at=self._moment(item, "due_at"), fee_due=_fee(item), pickup_place=_text(item, "pickup_place", MAX_TEXT) or "",
             mode=mode, status=_status(item, default=DossierStatus.FILED), status_note=_text(item, "status_note", MAX_TEXT) or "",
             status_at=self._moment(item, "status_at"),
+            # Parsed already (cached): the dossier service need not parse it again.
+            applicant_phone_valid=True if normalize_msisdn(raw_phone) == phone else None,
         )
 
     def event(self, item: Any) -> StatusEvent:
@@ -121,13 +127,14 @@ def parse_moment(raw: str, timezone: str, name: str) -> dt.datetime:
     text = raw.strip()
     try:
         if len(text) == 10:
-            day = dt.date.fromisoformat(text)
-            return dt.datetime.combine(day, dt.time(), ZoneInfo(timezone)).astimezone(dt.timezone.utc)
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            moment = dt.datetime.combine(dt.date.fromisoformat(text), dt.time())
+        else:
+            moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise FieldFault(name, f"{name} must be ISO 8601, e.g. 2026-12-02T08:30:00+07:00 or 2026-12-02") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(timezone))
+    # Checked before converting: a moment near year 1 or 9999 does not survive the shift to UTC.
     if not 2000 <= moment.year <= 2100:
         raise FieldFault(name, f"{name} is out of range")
     return moment.astimezone(dt.timezone.utc)
@@ -172,7 +179,7 @@ def _status(item: Mapping, default: DossierStatus | None = None) -> DossierStatu
     value = item.get("status")
     if value is None and default is not None:
         return default
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10:
         raise FieldFault("status", "status must be a code from 1 to 10")
@@ -183,7 +190,7 @@ def _fee(item: Mapping) -> int:
     value = item.get("fee_due", 0)
     if value in (None, ""):
         return 0
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_FEE:
         raise FieldFault("fee_due", f"fee_due must be a whole number of dong from 0 to {MAX_FEE}")

@@ -21,7 +21,8 @@ from menus.texts import T, text
 from menus.ussd import money
 from menus.views import DossierView
 from models.entities import DossierStatus, FilingMode, SmsKind
-from models.sms_text import Policy, prepare
+from models.outbox import plain_gsm7
+from models.sms_text import Encoding, Policy, prepare, units
 
 ONE_PART = 160
 
@@ -53,13 +54,16 @@ class Notices:
         self._policy = policy
 
     def __call__(self, lang: str, kind: SmsKind, dossier: DossierView, reminder: int = 0) -> str:
-        candidates = list(self._variants(lang, kind, dossier, reminder))
-        for candidate in candidates:
+        candidate = ""
+        for candidate in self._variants(lang, kind, dossier, reminder):  # composed one at a time
             if self.fits(candidate):
                 return candidate
-        return self._clipped(candidates[-1])
+        return self._clipped(candidate)
 
     def fits(self, message: str) -> bool:
+        # Plain ASCII (the catalogue, unaccented data) is measured without preparing it.
+        if plain_gsm7(message):
+            return units(message, Encoding.GSM7) <= ONE_PART
         return prepare(message, self._policy).parts == 1
 
     def _clipped(self, message: str) -> str:
@@ -82,10 +86,14 @@ class Notices:
         long_place = dossier.pickup_place or dossier.agency.address
         places = [long_place] if long_place == dossier.agency.name else [long_place, dossier.agency.name]
         note = dossier.status_note.strip().rstrip(".")
+        # The same in every variant: worked out once.
+        amount = money(lang, dossier.fee_due)
+        due = self._date(dossier.due_at) if dossier.due_at else ""
+        common = dict(amount=amount, due=due)
         for place in places:
             for ref in refs:
-                yield self._compose(lang, kind, dossier, reminder, ref, place, note)
-        short = dict(ref=refs[-1], place=places[-1])
+                yield self._compose(lang, kind, dossier, reminder, ref, place, note, **common)
+        short = dict(ref=refs[-1], place=places[-1], **common)
         if kind is SmsKind.REMINDER:  # the pickup alert offered the post already
             yield self._compose(lang, kind, dossier, reminder, note=note, postal=False, **short)
         yield self._compose(lang, kind, dossier, reminder, note=note, postal=False, hours=False, **short)
@@ -98,19 +106,20 @@ class Notices:
         yield shortest
 
     def _compose(self, lang: str, kind: SmsKind, dossier: DossierView, reminder: int, ref: str, place: str,
-                 note: str, *, postal: bool = True, hours: bool = True) -> str:
+                 note: str, *, amount: str, due: str, postal: bool = True, hours: bool = True) -> str:
         status = dossier.status
-        amount = money(lang, dossier.fee_due)
-        if hours:
-            pickup = text(lang, T.NOTICE_PICKUP_AT, place=place, hours=dossier.agency.desk_hours.get(lang), amount=amount)
-        else:
-            pickup = text(lang, T.NOTICE_PICKUP_NO_HOURS, place=place, amount=amount)
+        pickup = ""
+        if kind is SmsKind.REMINDER or status is DossierStatus.READY:  # only these say where to collect
+            if hours:
+                pickup = text(lang, T.NOTICE_PICKUP_AT, place=place, hours=dossier.agency.desk_hours.get(lang),
+                              amount=amount)
+            else:
+                pickup = text(lang, T.NOTICE_PICKUP_NO_HOURS, place=place, amount=amount)
         if kind is SmsKind.REMINDER:
             said = [text(lang, T.NOTICE_REMINDER, number=reminder, ref=ref), pickup]
         else:
             template = _WITH_DUE.get(status) if dossier.due_at is not None else None
-            said = [text(lang, template or _TEMPLATES[status], ref=ref, place=place, amount=amount,
-                         due=self._date(dossier.due_at) if dossier.due_at else "")]
+            said = [text(lang, template or _TEMPLATES[status], ref=ref, place=place, amount=amount, due=due)]
             if note and status is DossierStatus.NEEDS_DOCUMENTS:
                 said.append(text(lang, T.NOTICE_DOCUMENTS, documents=note))
             elif note and status in _WITH_NOTE:

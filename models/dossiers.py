@@ -74,6 +74,9 @@ class DossierRecord:
     status: DossierStatus
     status_note: str = ""
     status_at: dt.datetime | None = None  # when the status took effect; default: received_at
+    # True when the edge found applicant_phone a valid VN mobile (it parsed it already);
+    # None: not known, checked when an SMS is due.
+    applicant_phone_valid: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,12 +216,13 @@ _INSERT_NOTIFICATION = (
     "INSERT INTO dossier_notification (dossier_id, kind, status, outbound_sms_id, skipped, created_at)"
     " VALUES (?,?,?,?,?,?)"
 )
-# What still waits of this dossier's status and pickup SMS: a newer change replaces it.
-_SUPERSEDE = (
-    "UPDATE outbound_sms SET status=?, last_error=? WHERE status=? AND id IN ("
-    " SELECT outbound_sms_id FROM dossier_notification WHERE dossier_id=? AND outbound_sms_id IS NOT NULL"
-    " AND kind IN (?,?,?))"
+# What still waits of these dossiers' status, pickup and reminder SMS (read once per batch):
+# a newer change replaces it.
+_WAITING = (
+    "SELECT n.dossier_id, o.id FROM dossier_notification n JOIN outbound_sms o ON o.id = n.outbound_sms_id"
+    " WHERE o.status=? AND n.kind IN (?,?,?) AND n.dossier_id IN ({marks})"
 )
+_SUPERSEDE = "UPDATE outbound_sms SET status=?, last_error=? WHERE status=? AND id IN ({marks})"
 _HISTORY = (
     "SELECT n.kind, n.status, n.created_at, n.skipped, o.status, o.parts, o.next_attempt_at, o.sent_at,"
     " o.delivered_at, o.last_error FROM dossier_notification n LEFT JOIN outbound_sms o ON o.id = n.outbound_sms_id"
@@ -297,24 +301,30 @@ class DossierService:
                       if r.code in existing and existing[r.code].agency_id not in allowed_agencies]
             if errors:
                 raise BatchRejected(errors)
-        recipients = _Recipients(self._outbox)
-        await recipients.load(tx, [r.applicant_phone for r in records if notify])
+        batch = _Batch(self._outbox)
+        await batch.load(tx, [r.applicant_phone for r in records if notify])
+        batch.valid_phones.update(r.applicant_phone for r in records if r.applicant_phone_valid)
+        if notify:
+            await batch.load_waiting(tx, [row.id for row in existing.values()])
         results = []
         for record in records:
             row = existing.get(record.code)
             if row is None:
-                row = await self._create(tx, record, now)
+                row = await self._create(tx, record, now, batch)
                 if row is None:  # a concurrent batch created it first (PostgreSQL): update it instead
                     row = (await self._rows_by_code(tx, [record.code]))[record.code]
+                    if notify:
+                        await batch.load_waiting(tx, [row.id])
                 else:
                     existing[record.code] = row
-                    notified = await self._notify(tx, row, now, recipients, source) if notify else None
+                    notified = await self._notify(tx, row, now, batch, source) if notify else None
                     results.append(ItemResult(Outcome.CREATED, record.code, notified))
                     continue
-            results.append(await self._update(tx, row, record, now, source, notify, recipients))
+            results.append(await self._update(tx, row, record, now, source, notify, batch))
+        await batch.flush(tx)
         return results
 
-    async def _create(self, tx: Tx, record: DossierRecord, now: dt.datetime) -> _Row | None:
+    async def _create(self, tx: Tx, record: DossierRecord, now: dt.datetime, batch: "_Batch") -> _Row | None:
         state_at = record.status_at or record.received_at
         rows = await tx.fetch(_INSERT_DOSSIER, (
             record.code, record.tail, record.agency_id, record.procedure_id, record.applicant_name,
@@ -324,7 +334,8 @@ class DossierService:
         if not rows:
             return None
         dossier_id = rows[0][0]
-        await tx.fetch(_INSERT_CHANGE, (dossier_id, None, int(record.status), record.status_note, state_at, "create"))
+        batch.changes.append((dossier_id, None, int(record.status), record.status_note, state_at, "create"))
+        batch.waiting[dossier_id] = []  # a new dossier has no SMS waiting yet
         return _Row(
             dossier_id, record.code, record.agency_id, record.procedure_id, record.applicant_name,
             record.applicant_phone, record.applicant_id_hash, record.received_at, record.due_at, record.fee_due,
@@ -332,7 +343,7 @@ class DossierService:
         )
 
     async def _update(self, tx: Tx, row: _Row, record: DossierRecord, now: dt.datetime, source: str,
-                      notify: bool, recipients: "_Recipients") -> ItemResult:
+                      notify: bool, batch: "_Batch") -> ItemResult:
         data_changed = (
             row.procedure_id, row.applicant_name, row.applicant_phone, row.applicant_id_hash, row.received_at,
             row.fee_due, row.pickup_place, row.mode,
@@ -349,6 +360,7 @@ class DossierService:
             row.pickup_place, row.mode = record.pickup_place, record.mode
             if record.due_at is not None:
                 row.due_at = record.due_at
+            await batch.write_status_updates(tx)  # in order: an earlier item may have moved this row
             await tx.fetch(_UPDATE_DATA, (
                 row.procedure_id, row.applicant_name, row.applicant_phone, row.applicant_id_hash, row.received_at,
                 row.due_at, row.fee_due, row.pickup_place, row.mode.value, now, row.id,
@@ -357,23 +369,23 @@ class DossierService:
         status_at = record.status_at or now
         if (record.status, record.status_note) != (row.status, row.status_note) and (
                 row.state_at is None or status_at >= row.state_at):
-            await self._set_status(tx, row, record.status, record.status_note, row.due_at, row.fee_due,
-                                   status_at, now, source)
+            self._set_status(batch, row, record.status, record.status_note, row.due_at, row.fee_due,
+                             status_at, now, source)
             moved = True
         if not (data_changed or moved):
             return ItemResult(Outcome.UNCHANGED, row.code)
         notified = None
         if notify and (moved or await self._texts(row) != before):
-            notified = await self._notify(tx, row, now, recipients, source)
+            notified = await self._notify(tx, row, now, batch, source)
         return ItemResult(Outcome.UPDATED, row.code, notified)
 
-    async def _set_status(self, tx: Tx, row: _Row, status: DossierStatus, note: str, due_at: dt.datetime | None,
-                          fee_due: int, state_at: dt.datetime, now: dt.datetime, source: str) -> None:
+    def _set_status(self, batch: "_Batch", row: _Row, status: DossierStatus, note: str, due_at: dt.datetime | None,
+                    fee_due: int, state_at: dt.datetime, now: dt.datetime, source: str) -> None:
+        """The change, written with the batch's other changes (``_Batch.flush``)."""
         old = row.status
         ready_again = status is DossierStatus.READY and old is not DossierStatus.READY
-        await tx.fetch(_UPDATE_STATUS, (int(status), note, due_at, fee_due, state_at, now, 1 if ready_again else 0,
-                                        row.id))
-        await tx.fetch(_INSERT_CHANGE, (row.id, int(old), int(status), note, state_at, source[:40]))
+        batch.status_updates.append((int(status), note, due_at, fee_due, state_at, now, 1 if ready_again else 0, row.id))
+        batch.changes.append((row.id, int(old), int(status), note, state_at, source[:40]))
         row.status, row.status_note, row.due_at, row.fee_due, row.state_at = status, note, due_at, fee_due, state_at
 
     # -- status events --------------------------------------------------------------------
@@ -387,8 +399,9 @@ class DossierService:
                   if e.code not in rows or (allowed_agencies is not None and rows[e.code].agency_id not in allowed_agencies)]
         if errors:
             raise BatchRejected(errors)
-        recipients = _Recipients(self._outbox)
-        await recipients.load(tx, [rows[e.code].applicant_phone for e in events])
+        batch = _Batch(self._outbox)
+        await batch.load(tx, [rows[e.code].applicant_phone for e in events])
+        await batch.load_waiting(tx, [row.id for row in rows.values()])
         results = []
         for event in events:
             row = rows[event.code]
@@ -397,10 +410,11 @@ class DossierService:
             if not claimed:
                 results.append(ItemResult(Outcome.REPLAYED, row.code, event_id=event.event_id))
                 continue
-            result = await self._move(tx, row, event, now, source, recipients)
+            result = await self._move(tx, row, event, now, source, batch)
             if result.outcome is not Outcome.APPLIED:
-                await tx.fetch(_EVENT_OUTCOME, (result.outcome.value, claimed[0][0]))
+                batch.event_outcomes.append((result.outcome.value, claimed[0][0]))
             results.append(replace(result, event_id=event.event_id))
+        await batch.flush(tx)
         return results
 
     async def change_status(self, tx: Tx, dossier_id: int, event: StatusEvent, now: dt.datetime, *,
@@ -410,12 +424,15 @@ class DossierService:
         found = await self._rows(tx, "id=?", (dossier_id,), lock=True)
         if not found:
             return None
-        recipients = _Recipients(self._outbox)
-        await recipients.load(tx, [found[0].applicant_phone])
-        return await self._move(tx, found[0], event, now, source, recipients, debounce=debounce)
+        batch = _Batch(self._outbox)
+        await batch.load(tx, [found[0].applicant_phone])
+        await batch.load_waiting(tx, [found[0].id])
+        result = await self._move(tx, found[0], event, now, source, batch, debounce=debounce)
+        await batch.flush(tx)
+        return result
 
     async def _move(self, tx: Tx, row: _Row, event: StatusEvent, now: dt.datetime, source: str,
-                    recipients: "_Recipients", debounce: bool = True) -> ItemResult:
+                    batch: "_Batch", debounce: bool = True) -> ItemResult:
         if row.state_at is not None and event.occurred_at < row.state_at:
             return ItemResult(Outcome.STALE, row.code)
         due_at = row.due_at if event.due_at is None else event.due_at
@@ -424,10 +441,10 @@ class DossierService:
             return ItemResult(Outcome.UNCHANGED, row.code)
         before = await self._texts(row)
         moved = event.status is not row.status
-        await self._set_status(tx, row, event.status, event.note, due_at, fee_due, event.occurred_at, now, source)
+        self._set_status(batch, row, event.status, event.note, due_at, fee_due, event.occurred_at, now, source)
         notified = None
         if moved or await self._texts(row) != before:
-            notified = await self._notify(tx, row, now, recipients, source, debounce=debounce)
+            notified = await self._notify(tx, row, now, batch, source, debounce=debounce)
         return ItemResult(Outcome.APPLIED, row.code, notified)
 
     # -- notifications --------------------------------------------------------------------
@@ -452,28 +469,29 @@ class DossierService:
         kind = SmsKind.PICKUP if row.status is DossierStatus.READY else SmsKind.STATUS
         return self._compose(self._default_lang, kind, await self._dossier_view(row), 0)
 
-    async def _notify(self, tx: Tx, row: _Row, now: dt.datetime, recipients: "_Recipients", source: str, *,
+    async def _notify(self, tx: Tx, row: _Row, now: dt.datetime, batch: "_Batch", source: str, *,
                       kind: SmsKind | None = None, reminder: int = 0, debounce: bool = True) -> Notified:
         if kind is None:
             kind = SmsKind.PICKUP if row.status is DossierStatus.READY else SmsKind.STATUS
         if kind is not SmsKind.REMINDER:
             # The applicant is told the latest state only: what still waits goes.
-            await tx.fetch(_SUPERSEDE, (SmsStatus.FAILED.value, SUPERSEDED, SmsStatus.QUEUED.value, row.id,
-                                        SmsKind.STATUS.value, SmsKind.PICKUP.value, SmsKind.REMINDER.value))
-        notified = await self._write(tx, row, kind, reminder, now, recipients,
+            batch.supersede(row.id)
+        notified = await self._write(tx, row, kind, reminder, now, batch,
                                      self._settings.debounce_seconds if debounce else 0)
-        await tx.fetch(_INSERT_NOTIFICATION, (row.id, kind.value, int(row.status), notified.sms_id, notified.skipped, now))
+        if notified.sms_id is not None:
+            batch.waiting.setdefault(row.id, []).append(notified.sms_id)
+        batch.notifications.append((row.id, kind.value, int(row.status), notified.sms_id, notified.skipped, now))
         return notified
 
     async def _write(self, tx: Tx, row: _Row, kind: SmsKind, reminder: int, now: dt.datetime,
-                     recipients: "_Recipients", delay: float) -> Notified:
+                     batch: "_Batch", delay: float) -> Notified:
         phone = row.applicant_phone
-        if not self._valid_phone(phone):
+        if phone not in batch.valid_phones and not self._valid_phone(phone):
             return Notified(None, SKIP_INVALID_PHONE)
-        lang = recipients.lang(phone) or self._default_lang
+        lang = batch.lang(phone) or self._default_lang
         text = self._compose(lang, kind, await self._dossier_view(row), reminder)
         queued = await self._outbox.enqueue(tx, phone, text, kind, now, lang=lang, delay_seconds=delay,
-                                            opted_out=recipients.opted_out(phone))
+                                            opted_out=batch.opted_out(phone))
         if queued is None:
             return Notified(None, SKIP_OPTED_OUT)
         return Notified(queued.id, "", queued.text, queued.parts)
@@ -483,9 +501,12 @@ class DossierService:
         found = await self._rows(tx, "id=?", (dossier_id,), lock=True)
         if not found:
             return None
-        recipients = _Recipients(self._outbox)
-        await recipients.load(tx, [found[0].applicant_phone])
-        return await self._notify(tx, found[0], now, recipients, source, debounce=False)
+        batch = _Batch(self._outbox)
+        await batch.load(tx, [found[0].applicant_phone])
+        await batch.load_waiting(tx, [found[0].id])
+        notified = await self._notify(tx, found[0], now, batch, source, debounce=False)
+        await batch.flush(tx)
+        return notified
 
     async def preview(self, tx: Tx, dossier_id: int, status: DossierStatus | None = None, lang: str | None = None) -> str | None:
         """The text the applicant would get for the dossier (at ``status``), before the
@@ -515,16 +536,18 @@ class DossierService:
                 (int(DossierStatus.READY), number, cutoff), lock=True, limit=limit)
             if not rows:
                 continue
-            recipients = _Recipients(self._outbox)
-            await recipients.load(tx, [r.applicant_phone for r in rows])
+            batch = _Batch(self._outbox)
+            await batch.load(tx, [r.applicant_phone for r in rows])
+            await batch.load_waiting(tx, [r.id for r in rows])
             for row in rows:
                 claimed = await tx.fetch(
                     "UPDATE dossier SET reminders_sent=? WHERE id=? AND reminders_sent=? AND status=? RETURNING id",
                     (number + 1, row.id, number, int(DossierStatus.READY)))
                 if claimed:
-                    await self._notify(tx, row, now, recipients, "reminder", kind=SmsKind.REMINDER,
+                    await self._notify(tx, row, now, batch, "reminder", kind=SmsKind.REMINDER,
                                        reminder=number + 1, debounce=False)
                     sent += 1
+            await batch.flush(tx)
         return sent
 
     # -- postal delivery ------------------------------------------------------------------
@@ -548,13 +571,60 @@ class DossierService:
 
 
 @dataclass(slots=True)
-class _Recipients:
-    """The languages and opt-outs of a batch's phones, read in two statements."""
+class _Batch:
+    """One batch's reads done up front and its writes done together, in its transaction.
+
+    Read once: the languages and opt-outs of its phones (two statements), and the SMS
+    still waiting for its dossiers. Written at the end (``flush``), with one statement
+    each: the status updates, history rows, notification records and event outcomes, and
+    the superseding of what waited. Only the outbox rows (whose ids the results carry) and
+    the claims (which settle replays) are written item by item. Nothing in the batch reads
+    what it defers, so the transaction commits exactly what item-by-item writes would.
+    """
 
     outbox: OutboxWriter
     _langs: dict[str, str] = field(default_factory=dict)
     _off: set[str] = field(default_factory=set)
     _keys: dict[str, str] = field(default_factory=dict)
+    valid_phones: set[str] = field(default_factory=set)  # checked at the edge already
+    # dossier id -> its queued status/pickup/reminder SMS; dossiers not read: none known
+    waiting: dict[int, list[int]] = field(default_factory=dict)
+    superseded: list[int] = field(default_factory=list)
+    status_updates: list[tuple] = field(default_factory=list)
+    changes: list[tuple] = field(default_factory=list)
+    notifications: list[tuple] = field(default_factory=list)
+    event_outcomes: list[tuple] = field(default_factory=list)
+
+    async def load_waiting(self, tx: Tx, dossier_ids: Sequence[int]) -> None:
+        ids = sorted(set(dossier_ids) - set(self.waiting))
+        for dossier_id in ids:
+            self.waiting[dossier_id] = []
+        kinds = (SmsKind.STATUS.value, SmsKind.PICKUP.value, SmsKind.REMINDER.value)
+        for chunk in _chunks(ids):
+            sql = _WAITING.format(marks=",".join("?" * len(chunk)))
+            for dossier_id, sms_id in await tx.fetch(sql, (SmsStatus.QUEUED.value, *kinds, *chunk)):
+                self.waiting[dossier_id].append(sms_id)
+
+    def supersede(self, dossier_id: int) -> None:
+        if dossier_id not in self.waiting:
+            raise RuntimeError("load_waiting first: the dossier's waiting SMS were not read")
+        self.superseded += self.waiting[dossier_id]
+        self.waiting[dossier_id] = []
+
+    async def write_status_updates(self, tx: Tx) -> None:
+        await tx.execute_many(_UPDATE_STATUS, self.status_updates)
+        self.status_updates.clear()
+
+    async def flush(self, tx: Tx) -> None:
+        await self.write_status_updates(tx)
+        await tx.execute_many(_INSERT_CHANGE, self.changes)
+        await tx.execute_many(_INSERT_NOTIFICATION, self.notifications)
+        await tx.execute_many(_EVENT_OUTCOME, self.event_outcomes)
+        for chunk in _chunks(self.superseded):
+            await tx.fetch(_SUPERSEDE.format(marks=",".join("?" * len(chunk))),
+                           (SmsStatus.FAILED.value, SUPERSEDED, SmsStatus.QUEUED.value, *chunk))
+        for pending in (self.status_updates, self.changes, self.notifications, self.event_outcomes, self.superseded):
+            pending.clear()
 
     async def load(self, tx: Tx, phones: Sequence[str]) -> None:
         keys = {phone: self.outbox.phone_key(phone) for phone in set(phones)}

@@ -43,6 +43,9 @@ class Tx(Protocol):
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement for many rows (no result), inside this transaction."""
+
 
 class SqlRunner(Protocol):
     dialect: str  # "sqlite" or "postgres": for the rare statement that must differ
@@ -167,6 +170,10 @@ class _SqliteTx:
         # The write lock is held since BEGIN IMMEDIATE: nothing to wait for.
         return self._db.execute(sql, _sqlite_values(params)).fetchall()
 
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self._db.executemany(sql, [_sqlite_values(row) for row in rows])
+
 
 _PLACEHOLDER = re.compile(r"\?")
 
@@ -234,6 +241,11 @@ class _TortoiseTx:
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return await _tortoise_fetch(self._conn, self._number(sql), params, self.dialect)
+
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            convert = _sqlite_values if self.dialect == "sqlite" else list
+            await self._conn.execute_many(self._number(sql), [convert(row) for row in rows])
 
 
 def orm_runner() -> SqlRunner:

@@ -16,7 +16,27 @@ from typing import Callable, Mapping
 
 from models.entities import SmsKind, SmsStatus
 from models.fastsql import Tx
-from models.sms_text import Encoding, Policy, fit_parts, prepare
+from models.sms_text import GSM7_BASIC, GSM7_EXTENSION, Encoding, Policy, SmsText, fit_parts, prepare, units
+
+# ASCII that is not in GSM-7's basic table nor its extension (tab, backtick, controls).
+_ASCII_NOT_GSM7 = frozenset(chr(i) for i in range(128)) - GSM7_BASIC - GSM7_EXTENSION
+_ONE_PART = 160
+
+
+def plain_gsm7(text: str) -> bool:
+    """ASCII and all in the GSM-7 alphabet: every policy sends it as it is, in GSM-7."""
+    return text.isascii() and _ASCII_NOT_GSM7.isdisjoint(text)
+
+
+def one_part_gsm7(text: str) -> SmsText | None:
+    """``prepare(text, policy)`` for any policy, cheaply, when ``text`` is plain GSM-7
+    ASCII that fits one part (what the notices are); None otherwise (measure it in full).
+    Every policy sends such a text as it is, in GSM-7: unaccenting and NFC change no
+    ASCII character that is in the alphabet."""
+    if not plain_gsm7(text):
+        return None
+    length = units(text, Encoding.GSM7)
+    return SmsText(text, Encoding.GSM7, 1, length) if length <= _ONE_PART else None
 
 
 class QuietHours:
@@ -89,6 +109,11 @@ class OutboxWriter:
     async def opted_out(self, tx: Tx, phone: str) -> bool:
         return bool(await tx.fetch(_OPTED_OUT, (self._phone_key(phone), True)))
 
+    def prepared(self, text: str, lang: str | None = None):
+        """The text as ``enqueue`` would put it on the air: encoding, exact parts, cut."""
+        prepared = prepare(text[: self._max_parts * 160 * 3 + 160], self._policy)
+        return fit_parts(prepared, self._max_parts, self._markers[lang or self._default_lang])
+
     def phone_key(self, phone: str) -> str:
         return self._phone_key(phone)
 
@@ -120,8 +145,10 @@ class OutboxWriter:
                 return None
         # Work bounded before any measuring: nothing past the kept parts is ever sent
         # (x3: unaccenting decomposed text can shrink it by up to three).
-        prepared = prepare(text[: self._max_parts * 160 * 3 + 160], self._policy)
-        prepared = fit_parts(prepared, self._max_parts, self._markers[lang or self._default_lang])
+        prepared = one_part_gsm7(text)
+        if prepared is None:
+            prepared = prepare(text[: self._max_parts * 160 * 3 + 160], self._policy)
+            prepared = fit_parts(prepared, self._max_parts, self._markers[lang or self._default_lang])
         due = now if urgent or kind.essential else self.after_quiet_hours(now + dt.timedelta(seconds=delay_seconds))
         expires = max(due, now) + dt.timedelta(seconds=ttl_seconds or self._ttl_seconds)
         rows = await tx.fetch(_INSERT, (

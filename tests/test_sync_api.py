@@ -138,3 +138,16 @@ async def test_an_invalid_phone_is_stored_and_the_skip_is_visible(desk):
     assert status == 200
     assert body["notifications"][0]["skipped"].startswith("applicant phone")
     assert body["notifications"][0]["sms_status"] is None
+
+
+async def test_a_full_batch_of_1000_arrives_whole_and_is_applied(desk):
+    # A 1,000-item body (~250 kB) reaches the server in several TCP reads: all of it must be read.
+    items = [dossier(n, applicant_phone=f"0912{n:06d}") for n in range(1, 1001)]
+    status, body, _ = await desk.post("/dossiers", {"dossiers": items})
+    assert status == 200, body
+    assert body["counts"] == {"created": 1000}
+    status, body, _ = await desk.post("/dossiers/events", {"events": [
+        event(f"full-{n}", 4 if n % 2 else 9, "2026-12-02T09:00:00+07:00", number=n) for n in range(1, 1001)]})
+    assert status == 200, body
+    assert body["counts"] == {"applied": 1000}
+    assert await DossierNotification.all().count() == 2000

@@ -1,0 +1,1 @@
+"""Dossier sync benchmark: python -m bench.sync."""
