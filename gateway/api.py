@@ -391,6 +391,13 @@ def create_api_app(clock: Callable[[], dt.datetime]) -> web.Application:
     api_sync.add_routes(api)
     OPENAPI["paths"].update(api_sync.openapi_paths())
     OPENAPI["components"]["schemas"].update(api_sync.openapi_schemas())
+    from gateway import api_clerk
+
+    api_clerk.add_routes(api)
+    OPENAPI["paths"].update(api_clerk.openapi_paths())
+    schemes, schemas = api_clerk.openapi_components()
+    OPENAPI["components"]["securitySchemes"].update(schemes)
+    OPENAPI["components"]["schemas"].update(schemas)
     return api
 
 

@@ -61,5 +61,8 @@ def build_services(settings: Settings, outbox: Outbox, directory: DatabaseDirect
         valid_phone=lambda phone: normalize_msisdn(phone) == phone,
         default_lang=settings.ussd.default_language,
     )
+    from models.desk_actions import DeskActions
+
+    services.desk = DeskActions(services.dossiers, outbox.writer)
     services.check()
     return services

@@ -39,6 +39,10 @@ class Command(enum.Enum):
     CODE = "code"  # OTP <code>, or the bare six digits
     DELETE = "delete"  # XOA, then XOA <code>
     POSTAL = "postal"  # BUUDIEN [<code>]: a "toan trinh" result by post
+    # From a clerk's registered phone only; anyone else gets the citizen's answer.
+    CLERK_READY = "clerk_ready"  # XONG <code>: ready (9), pickup alert
+    CLERK_COLLECTED = "clerk_collected"  # TRA <code>: collected (10); a citizen's TRA <code> is a lookup
+    CLERK_RESEND = "clerk_resend"  # GUI LAI <code>: the last alert again
     UNKNOWN = "unknown"
 
 
@@ -61,6 +65,9 @@ KEYWORDS: list[tuple[str, Command, str]] = [
     ("OTP", Command.CODE, "vi"),
     ("XOA", Command.DELETE, "vi"),
     ("BUU DIEN", Command.POSTAL, "vi"),
+    ("XONG", Command.CLERK_READY, "vi"),
+    ("TRA", Command.CLERK_COLLECTED, "vi"),  # after "TRA CUU" (longest first)
+    ("GUI LAI", Command.CLERK_RESEND, "vi"),
     ("POST", Command.POSTAL, "en"),
 ]
 _SEPARATORS = " \t\r\n:.,;-_/#*="
@@ -105,6 +112,13 @@ async def answer(ctx: HopContext, message: str) -> Answer:
     """The reply to one incoming text (and the effect to apply, if any)."""
     parsed = parse(message)
     lang = parsed.lang
+    if parsed.command in _CLERK_COMMANDS:
+        clerk = await ctx.uow.services.clerks.by_phone(ctx.uow.tx, ctx.phone) if ctx.uow is not None else None
+        if clerk is not None:
+            return Answer(await _clerk_command(ctx, clerk, parsed), parsed.command, lang)
+        # Not a clerk's phone: nothing privileged, the citizen's answer.
+        parsed = Parsed(Command.STATUS if parsed.command is Command.CLERK_COLLECTED else Command.UNKNOWN,
+                        parsed.argument, lang)
     hotline = ctx.agency.hotline if ctx.agency else ""
     agency_name = ctx.agency.name if ctx.agency else ""
     if parsed.command is Command.STATUS:
@@ -159,6 +173,46 @@ async def _status(ctx: HopContext, lang: str, argument: str, hotline: str) -> st
             return text(lang, T.SMS_SEVERAL, count=len(matches), tail=tail, example=matches[0].code)
     dossier = matches[0]
     return " ".join([text(lang, T.RESULT_CODE, code=dossier.code) + ":", *status_sentences(ctx, lang, dossier)])
+
+
+_CLERK_COMMANDS = (Command.CLERK_READY, Command.CLERK_COLLECTED, Command.CLERK_RESEND)
+
+
+async def _clerk_command(ctx: HopContext, clerk, parsed: Parsed) -> str:
+    """XONG / TRA / GUI LAI from a clerk's phone, within the clerk's agencies, audited."""
+    from models.audit import Actor
+    from models.desk_actions import Verdict
+
+    lang = parsed.lang
+    query = _FILLER.sub("", parsed.argument)
+    if not query:
+        return text(lang, T.SMS_CLERK_NEED_CODE)
+    desk, tx, actor = ctx.uow.services.desk, ctx.uow.tx, Actor(clerk.id, clerk.login, "sms")
+    if parsed.command is Command.CLERK_READY:
+        result = await desk.mark_ready(tx, clerk.scope, actor, query, ctx.now)
+    elif parsed.command is Command.CLERK_COLLECTED:
+        result = await desk.mark_collected(tx, clerk.scope, actor, query, ctx.now)
+    else:
+        result = await desk.resend(tx, clerk.scope, actor, query, ctx.now)
+    shown = clip_echo(query)
+    if result.verdict is Verdict.UNKNOWN:
+        return text(lang, T.SMS_CLERK_UNKNOWN, query=shown)
+    if result.verdict is Verdict.AMBIGUOUS:
+        return text(lang, T.SMS_CLERK_AMBIGUOUS, query=shown)
+    if result.verdict is Verdict.OTHER_AGENCY:
+        return text(lang, T.SMS_CLERK_OTHER_AGENCY, code=result.code)
+    if result.verdict is Verdict.ALREADY_COLLECTED:
+        return text(lang, T.SMS_CLERK_ALREADY_COLLECTED, code=result.code)
+    notified = result.notified
+    if notified is not None and notified.sms_id is None:
+        status = text(lang, T.STATUS_10 if parsed.command is Command.CLERK_COLLECTED else T.STATUS_9)
+        return text(lang, T.SMS_CLERK_READY_SKIPPED, code=result.code, status=status, reason=notified.skipped)
+    parts = notified.parts if notified is not None else 0
+    if parsed.command is Command.CLERK_COLLECTED:
+        return text(lang, T.SMS_CLERK_COLLECTED, code=result.code)
+    if parsed.command is Command.CLERK_RESEND or result.verdict is Verdict.SENT and notified is None:
+        return text(lang, T.SMS_CLERK_RESENT, code=result.code, parts=parts)
+    return text(lang, T.SMS_CLERK_READY, code=result.code, parts=parts)
 
 
 async def _postal(ctx: HopContext, lang: str, argument: str) -> str:

@@ -36,6 +36,8 @@ class Services:
         self.otp: Any = None
         self.citizens: Any = None
         self.dossiers: Any = None  # models.dossiers.DossierService
+        self.clerks: Any = None  # models.clerks.ClerkService
+        self.desk: Any = None  # models.desk_actions.DeskActions: what clerks do, on every channel
         self._phone_key = phone_key
         self._on_sms_queued = on_sms_queued
         self._handlers: dict[type, Handler] = {

@@ -151,6 +151,8 @@ SCREEN_ARGS = {
     Screen.DELETE_OTP: [{}],
     Screen.DELETE_DONE: [{}],
     Screen.DELETE_NOTHING: [{}],
+    Screen.POSTAL_DONE: [{"id": d.id, "o": o} for d in DOSSIERS[:2]
+                         for o in ("recorded", "already", "not_applicant", "not_ready", "not_postal", "unknown")],
     Screen.PROCEDURES: [{}],
     Screen.PROCEDURE_DETAIL: [{"id": 1}, {"id": 999}],
     Screen.PICKUP: [{}],
