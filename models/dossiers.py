@@ -224,7 +224,9 @@ _WAITING = (
 )
 _SUPERSEDE = "UPDATE outbound_sms SET status=?, last_error=? WHERE status=? AND id IN ({marks})"
 _HISTORY = (
-    "SELECT n.kind, n.status, n.created_at, n.skipped, o.status, o.parts, o.next_attempt_at, o.sent_at,"
+    # Every column named apart: a PostgreSQL row comes back as a dict keyed by column name.
+    "SELECT n.kind, n.status AS told_status, n.created_at AS noted_at, n.skipped, o.status AS sms_status, o.parts,"
+    " o.next_attempt_at, o.sent_at,"
     " o.delivered_at, o.last_error FROM dossier_notification n LEFT JOIN outbound_sms o ON o.id = n.outbound_sms_id"
     " WHERE n.dossier_id=? ORDER BY n.created_at, n.id"
 )

@@ -200,6 +200,20 @@ async def test_a_citizen_who_chose_english_gets_the_english_template(client, des
     assert "ready" in message["text"] and "8,000 VND" in message["text"] and "Bring slip+ID" in message["text"]
 
 
+async def test_a_dossier_reads_back_with_its_notification_history(desk):
+    """GET /dossiers/{code} once an SMS was queued: each notification with its status and its SMS's state."""
+    await desk.post("/dossiers", {"dossiers": [dossier(), dossier(2, applicant_phone="0220 3123 456")]})
+    await desk.post("/dossiers/events", {"events": [event("h1", 4, "2026-12-02T09:00:00+07:00")]})
+    status, body, _ = await desk.get(f"/dossiers/{CODE}")
+    assert status == 200, body
+    assert [(n["kind"], n["status"], n["sms_status"], n["skipped"]) for n in body["notifications"]] == [
+        ("status", 2, "failed", None), ("status", 4, "queued", None)]
+    assert body["notifications"][0]["error"].startswith("superseded") and body["notifications"][1]["parts"] == 1
+    status, body, _ = await desk.get(f"/dossiers/{dossier(2)['code']}")
+    assert status == 200, body
+    assert [(n["status"], n["sms_status"]) for n in body["notifications"]] == [(2, None)]
+
+
 # -- replayed, out of order, unchanged ---------------------------------------------------------
 
 
