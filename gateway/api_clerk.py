@@ -109,11 +109,9 @@ def _result_json(result: ActionResult) -> dict[str, Any]:
     said: dict[str, Any] = {"query": result.query, "result": result.verdict.value}
     if result.code:
         said["code"] = result.code
-    if result.notified is not None:
-        if result.notified.sms_id is not None:
-            said["sms"] = {"id": result.notified.sms_id, "parts": result.notified.parts}
-        else:
-            said["sms_skipped"] = result.notified.skipped
+    from gateway.api_sync import sms_summary
+
+    said.update(sms_summary(result.notified))
     return said
 
 

@@ -86,12 +86,17 @@ def _result(result: ItemResult) -> dict[str, Any]:
     said: dict[str, Any] = {"code": result.code, "outcome": result.outcome.value}
     if result.event_id:
         said["event_id"] = result.event_id
-    if result.notified is not None:
-        if result.notified.sms_id is not None:
-            said["sms"] = {"id": result.notified.sms_id, "parts": result.notified.parts}
-        else:
-            said["sms_skipped"] = result.notified.skipped
+    said.update(sms_summary(result.notified))
     return said
+
+
+def sms_summary(notified: Any) -> dict[str, Any]:
+    """The SMS an item queued (id, parts), or why none: as every batch result says it."""
+    if notified is None:
+        return {}
+    if notified.sms_id is not None:
+        return {"sms": {"id": notified.sms_id, "parts": notified.parts}}
+    return {"sms_skipped": notified.skipped}
 
 
 def _counts(results: list[ItemResult]) -> dict[str, int]:

@@ -34,7 +34,7 @@ from tests.conftest import Clock
 from tests.servers import ROOT, GatewayProcess, log_tail, write_settings
 from tests.test_otp_api import Api
 from tests.test_sms import send_text, sent_to
-from tests.test_sync_api import AGENCY, OTHER_AGENCY, PHONE, dossier, event, sms_rows
+from tests.test_sync_api import AGENCY, OTHER_AGENCY, PHONE, dossier, event, keys, sms_rows  # noqa: F401 - keys: a fixture
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 LOCAL_PHONE = "0912345678"
@@ -53,16 +53,6 @@ def clock() -> Clock:
     fixed = Clock()
     fixed.now = local(2, 12, 0).astimezone(dt.timezone.utc)
     return fixed
-
-
-@pytest.fixture
-async def keys(client, clock):
-    sql = client.app[SQL]
-    return {
-        "desk": await add_api_client(sql, "desk", ["sync"], clock.now, [AGENCY]),
-        "neighbour": await add_api_client(sql, "neighbour", ["sync"], clock.now, [OTHER_AGENCY]),
-        "portal": await add_api_client(sql, "portal", ["otp"], clock.now),
-    }
 
 
 @pytest.fixture
