@@ -92,7 +92,7 @@ class Reader:
             applicant_phone=phone, applicant_id_hash=id_hash, received_at=received_at,
             due_at=self._moment(item, "due_at"), fee_due=_fee(item), pickup_place=_text(item, "pickup_place", MAX_TEXT) or "",
             mode=mode, status=_status(item, default=DossierStatus.FILED), status_note=_text(item, "status_note", MAX_TEXT) or "",
-            status_at=self._moment(item, "status_at"),
+            status_at=self._moment(item, "status_at"), status_given=item.get("status") not in (None, ""),
             # Parsed already (cached): the dossier service need not parse it again.
             applicant_phone_valid=True if normalize_msisdn(raw_phone) == phone else None,
         )

@@ -74,6 +74,9 @@ class DossierRecord:
     status: DossierStatus
     status_note: str = ""
     status_at: dt.datetime | None = None  # when the status took effect; default: received_at
+    # False when the record named no status: a new dossier starts at ``status`` (1), an
+    # existing one keeps its own (a re-sent sheet without the column must not reset it).
+    status_given: bool = True
     # True when the edge found applicant_phone a valid VN mobile (it parsed it already);
     # None: not known, checked when an SMS is due.
     applicant_phone_valid: bool | None = None
@@ -369,7 +372,7 @@ class DossierService:
             ))
         moved = False
         status_at = record.status_at or now
-        if (record.status, record.status_note) != (row.status, row.status_note) and (
+        if record.status_given and (record.status, record.status_note) != (row.status, row.status_note) and (
                 row.state_at is None or status_at >= row.state_at):
             self._set_status(batch, row, record.status, record.status_note, row.due_at, row.fee_due,
                              status_at, now, source)

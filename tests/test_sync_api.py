@@ -151,3 +151,13 @@ async def test_a_full_batch_of_1000_arrives_whole_and_is_applied(desk):
     assert status == 200, body
     assert body["counts"] == {"applied": 1000}
     assert await DossierNotification.all().count() == 2000
+
+
+async def test_a_record_without_a_status_keeps_the_dossiers_own(desk):
+    await desk.post("/dossiers", {"dossiers": [dossier(status=4)]})
+    record = dossier()
+    del record["status"]
+    status, body, _ = await desk.post("/dossiers", {"dossiers": [record]})
+    assert status == 200 and body["results"][0]["outcome"] == "unchanged", body
+    assert (await Dossier.get(code=record["code"])).status is DossierStatus.PROCESSING
+    assert len(await sms_rows(record["code"])) == 1

@@ -181,7 +181,7 @@ class SqliteBackend:
         finally:
             db.close()
 
-    def counts(self) -> dict[str, int]:
+    async def counts(self) -> dict[str, int]:
         db = sqlite3.connect(f"file:{self.gateway_db}?mode=ro", uri=True)
         try:
             return table_counts(lambda sql: db.execute(sql).fetchall())
@@ -288,18 +288,13 @@ class PostgresBackend:
 
         return asyncio.run(run())
 
-    def counts(self) -> dict[str, int]:
-        async def run() -> dict[str, int]:
-            conn = await self._connect(self.gateway_name)
-            try:
-                results = {}
-                for table in ("dossier", "outbound_sms", "dossier_notification"):
-                    results[table] = await conn.fetchval(f"SELECT count(*) FROM {table}")
-                return results
-            finally:
-                await conn.close()
-
-        return asyncio.run(run())
+    async def counts(self) -> dict[str, int]:
+        conn = await self._connect(self.gateway_name)
+        try:
+            return {table: await conn.fetchval(f"SELECT count(*) FROM {table}")
+                    for table in ("dossier", "outbound_sms", "dossier_notification")}
+        finally:
+            await conn.close()
 
     async def bare(self, dossier_batches, sms_batches, status_batches, event_sms_batches) -> dict:
         self._copies += 1
@@ -488,11 +483,11 @@ async def run_gateway(backend, settings: Path, key: str, tmp: Path, options: arg
         if warm:  # code paths hot, the catalogue cached
             await push(base_url, key, "/dossiers", "dossiers", warm_dossiers, "created", pid)
             await push(base_url, key, "/dossiers/events", "events", warm_events, "applied", pid)
-        before = backend.counts()
+        before = await backend.counts()
         dossiers = await push(base_url, key, "/dossiers", "dossiers", dossier_bodies, "created", pid)
-        middle = backend.counts()
+        middle = await backend.counts()
         events = await push(base_url, key, "/dossiers/events", "events", event_bodies, "applied", pid)
-        after = backend.counts()
+        after = await backend.counts()
     except BaseException:
         print(log_tail(log_path), file=sys.stderr)
         raise
