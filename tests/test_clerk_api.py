@@ -14,8 +14,8 @@ from models.entities import AuditLog, Dossier, DossierStatus, OutboundSms, SmsKi
 from tests.test_otp_api import Api
 from tests.test_sync_api import AGENCY, OTHER_AGENCY, desk, dossier, keys  # noqa: F401 - fixtures
 
-MINE = f"{AGENCY}-261201-0001"
-THEIRS = f"{OTHER_AGENCY}-261201-0007"
+MINE = f"{AGENCY}-250101-0001"
+THEIRS = f"{OTHER_AGENCY}-250101-0007"
 
 
 @pytest.fixture
@@ -72,9 +72,9 @@ async def test_ready_sends_the_pickup_alert_and_the_preview_is_exactly_what_goes
 
 
 async def test_find_by_tail_stays_within_the_clerks_agencies(client, tokens):
-    status, body, _ = await as_clerk(client, tokens["lan"]).get("/clerk/dossiers?q=2612010007")
+    status, body, _ = await as_clerk(client, tokens["lan"]).get("/clerk/dossiers?q=2501010007")
     assert status == 200 and body["dossiers"] == []
-    status, body, _ = await as_clerk(client, tokens["hoa"]).get("/clerk/dossiers?q=2612010007")
+    status, body, _ = await as_clerk(client, tokens["hoa"]).get("/clerk/dossiers?q=2501010007")
     assert [d["code"] for d in body["dossiers"]] == [THEIRS]
     status, body, _ = await as_clerk(client, tokens["admin"]).get(f"/clerk/dossiers?q={THEIRS}")
     assert [d["code"] for d in body["dossiers"]] == [THEIRS]
@@ -96,7 +96,7 @@ async def test_bulk_alert_gives_a_result_per_code_in_one_transaction(client, tok
     assert status == 200, body
     assert [r["result"] for r in body["results"]] == ["already_collected", "other_agency", "unknown", "unknown"]
     assert (await Dossier.get(code=MINE)).status is DossierStatus.RECEIVED
-    status, body, _ = await as_clerk(client, tokens["lan"]).post("/clerk/alerts", {"codes": [MINE, MINE, "2612010001"]})
+    status, body, _ = await as_clerk(client, tokens["lan"]).post("/clerk/alerts", {"codes": [MINE, MINE, "2501010001"]})
     assert [r["result"] for r in body["results"]] == ["sent", "sent"]  # the repeat is dropped; the tail re-sends
 
 
@@ -107,7 +107,7 @@ async def test_an_sms_of_another_agency_is_a_404(client, tokens):
     assert status == 404
 
 
-@pytest.mark.parametrize("method, path", ROUTES + [("get", "/clerk/dossiers?q=2612010001"), ("post", "/clerk/alerts"),
+@pytest.mark.parametrize("method, path", ROUTES + [("get", "/clerk/dossiers?q=2501010001"), ("post", "/clerk/alerts"),
                                                    ("get", "/clerk/sms/1")])
 async def test_every_clerk_route_refuses_anonymous_callers_api_keys_and_disabled_clerks(client, tokens, keys, clock,
                                                                                        method, path):

@@ -36,7 +36,7 @@ async def alerts_of(code: str) -> list[OutboundSms]:
 
 async def test_xong_marks_ready_alerts_the_applicant_and_confirms_to_the_clerk(client, desk, clerk):
     await desk.post("/dossiers", {"dossiers": [dossier(fee_due=8000)]}, )
-    assert await send_text(client, "xong 2612010001", sender=CLERK_PHONE) == "accepted"
+    assert await send_text(client, "xong 2501010001", sender=CLERK_PHONE) == "accepted"
     stored = await Dossier.get(code=dossier()["code"])
     assert stored.status is DossierStatus.READY
     pickup = [s for s in await alerts_of(stored.code) if s.kind is SmsKind.PICKUP]
@@ -51,23 +51,23 @@ async def test_tra_and_gui_lai_from_the_clerk(client, desk, clerk):
     await desk.post("/dossiers", {"dossiers": [dossier(status=9)]})
     code = dossier()["code"]
     before = len(await alerts_of(code))
-    await send_text(client, "GUI LAI 2612010001", sender=CLERK_PHONE)
+    await send_text(client, "GUI LAI 2501010001", sender=CLERK_PHONE)
     assert len(await alerts_of(code)) == before + 1
     await send_text(client, f"TRA {code}", sender=CLERK_PHONE)
     assert (await Dossier.get(code=code)).status is DossierStatus.DELIVERED
-    await send_text(client, "TRA 2612010001 ", sender=CLERK_PHONE, provider_id="again")
+    await send_text(client, "TRA 2501010001 ", sender=CLERK_PHONE, provider_id="again")
     replies = await replies_to("+84987111222")
     assert "gui lai" in replies[0].lower() and "Da ghi tra ket qua" in replies[1] and "da tra ket qua truoc" in replies[2]
 
 
 async def test_a_clerk_is_refused_another_agencys_dossier_and_a_tail_stays_in_the_clerks_agency(client, desk, clerk, clock):
-    other_code = f"{OTHER_AGENCY}-261201-0001"
+    other_code = f"{OTHER_AGENCY}-250101-0001"
     from tests.test_sync_api import keys as _  # noqa: F401
     neighbour = await _neighbour(client, clock)
     status, body, _r = await neighbour.post("/dossiers", {"dossiers": [dossier(code=other_code, agency=OTHER_AGENCY)]})
     assert status == 200, body
     await send_text(client, f"XONG {other_code}", sender=CLERK_PHONE)
-    await send_text(client, "XONG 2612010001", sender=CLERK_PHONE)
+    await send_text(client, "XONG 2501010001", sender=CLERK_PHONE)
     assert (await Dossier.get(code=other_code)).status is DossierStatus.RECEIVED
     replies = await replies_to("+84987111222")
     assert "khong thuoc co quan" in replies[0] and "Khong tim thay" in replies[1]
@@ -96,5 +96,5 @@ async def test_a_disabled_clerks_phone_is_a_citizens_phone(client, desk, clerk, 
     await desk.post("/dossiers", {"dossiers": [dossier()]})
     async with client.app[SQL].transaction() as tx:
         await client.app[SERVICES].clerks.set_active(tx, "lan", False, CLI, clock.now)
-    await send_text(client, "XONG 2612010001", sender=CLERK_PHONE)
+    await send_text(client, "XONG 2501010001", sender=CLERK_PHONE)
     assert (await Dossier.get(code=dossier()["code"])).status is DossierStatus.RECEIVED

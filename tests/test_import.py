@@ -39,7 +39,7 @@ ID_NUMBER = "030185001234"  # a valid 12-digit personal ID (Hai Duong, a man bor
 
 def row(number: int = 1, **extra: object) -> dict[str, object]:
     values: dict[str, object] = {
-        "code": f"{AGENCY}-261201-{number:04d}",
+        "code": f"{AGENCY}-250101-{number:04d}",
         "agency": AGENCY,
         "procedure": "1.001193",
         "applicant_name": "Tran Thi Binh",
@@ -88,7 +88,7 @@ class Desk:
     async def imported(self) -> dict[str, tuple]:
         rows = await self.sql.fetch(
             "SELECT code, applicant_name, applicant_phone, status, applicant_id_hash FROM dossier"
-            " WHERE code LIKE ? ORDER BY code", (f"{AGENCY}-2612%",))
+            " WHERE code LIKE ? ORDER BY code", (f"{AGENCY}-250101-%",))
         return {r[0]: r[1:] for r in rows}
 
 
@@ -143,8 +143,8 @@ async def test_the_command_imports_reports_rejected_lines_and_runs_again_unchang
     assert after["dossier"] - before["dossier"] == 2
     assert after["outbound_sms"] - before["outbound_sms"] == 2
     imported = await desk.imported()
-    assert sorted(imported) == [f"{AGENCY}-261201-0001", f"{AGENCY}-261201-0003"]
-    assert imported[f"{AGENCY}-261201-0001"][3] not in (None, ID_NUMBER)  # hashed
+    assert sorted(imported) == [f"{AGENCY}-250101-0001", f"{AGENCY}-250101-0003"]
+    assert imported[f"{AGENCY}-250101-0001"][3] not in (None, ID_NUMBER)  # hashed
     assert_no_numbers(out + err)
 
     path = write_csv(tmp_path / "dossiers.csv", [row(1, id_number=ID_NUMBER), row(3, status=9, pickup_place="Bo phan Mot cua", fee_due=8000)])
@@ -197,13 +197,13 @@ async def test_a_good_file_creates_the_dossiers_and_queues_their_sms(desk, tmp_p
     assert summary.exit_code == 0
     assert summary.sms_queued == 2 and summary.sms_skipped == {"applicant phone is not a valid VN mobile number": 1}
     imported = await desk.imported()
-    assert imported[f"{AGENCY}-261201-0001"][:3] == ("Tran Thi Binh", "+84912345678", 2)
-    assert imported[f"{AGENCY}-261201-0002"][1:3] == ("+84912345679", 1)  # no status: filed (1)
-    assert imported[f"{AGENCY}-261201-0001"][3] == desk.services.citizens.id_hash(ID_NUMBER)
+    assert imported[f"{AGENCY}-250101-0001"][:3] == ("Tran Thi Binh", "+84912345678", 2)
+    assert imported[f"{AGENCY}-250101-0002"][1:3] == ("+84912345679", 1)  # no status: filed (1)
+    assert imported[f"{AGENCY}-250101-0001"][3] == desk.services.citizens.id_hash(ID_NUMBER)
     sms = await desk.sql.fetch(
         "SELECT d.code, o.to_phone, o.status, o.text, n.skipped FROM dossier_notification n"
         " JOIN dossier d ON d.id = n.dossier_id LEFT JOIN outbound_sms o ON o.id = n.outbound_sms_id"
-        " WHERE d.code LIKE ? ORDER BY d.code", (f"{AGENCY}-2612%",))
+        " WHERE d.code LIKE ? ORDER BY d.code", (f"{AGENCY}-250101-%",))
     assert [(s[0][-4:], s[1], s[2], s[4]) for s in sms] == [
         ("0001", "+84912345678", "queued", ""),
         ("0002", "+84912345679", "queued", ""),
@@ -211,7 +211,7 @@ async def test_a_good_file_creates_the_dossiers_and_queues_their_sms(desk, tmp_p
     ]
     assert "tiep nhan" in sms[0][3]
     source = await desk.sql.fetch("SELECT source FROM dossier_status_change c JOIN dossier d ON d.id = c.dossier_id"
-                                  " WHERE d.code = ?", (f"{AGENCY}-261201-0001",))
+                                  " WHERE d.code = ?", (f"{AGENCY}-250101-0001",))
     assert source == [("create",)]
 
 
@@ -240,7 +240,7 @@ async def test_bad_rows_are_reported_with_their_lines_while_good_rows_import(des
         row(9, code="HS-1"),                                       # line 13
         row(10, fee_due="20.000"),                                 # line 14
         row(11, mode="buu_dien"),                                  # line 15
-        row(12, code=f"{OTHER_AGENCY}-261201-0012", agency=OTHER_AGENCY),  # line 16: any agency
+        row(12, code=f"{OTHER_AGENCY}-250101-0012", agency=OTHER_AGENCY),  # line 16: any agency
         row(13),                                                   # line 17: one cell too many
     ])
     lines = text.split("\r\n")
@@ -264,8 +264,8 @@ async def test_bad_rows_are_reported_with_their_lines_while_good_rows_import(des
     assert [(r.line, r.field) for r in summary.rejected][-1] == (17, "")
     assert (summary.rows, summary.created, summary.exit_code) == (13, 3, 1)
     assert sorted(c[-4:] for c in await desk.imported()) == ["0001", "0003"]
-    assert await desk.count("dossier", "code = ?", (f"{OTHER_AGENCY}-261201-0012",)) == 1
-    note = await desk.sql.fetch("SELECT status_note FROM dossier WHERE code = ?", (f"{AGENCY}-261201-0003",))
+    assert await desk.count("dossier", "code = ?", (f"{OTHER_AGENCY}-250101-0012",)) == 1
+    note = await desk.sql.fetch("SELECT status_note FROM dossier WHERE code = ?", (f"{AGENCY}-250101-0003",))
     assert note == [("Can bo sung:\nban sao CCCD",)]
     printed = summary.lines()
     assert printed[3] == "rejected: 10" and printed[4:14] == [f"  {r}" for r in summary.rejected]
@@ -298,8 +298,8 @@ async def test_an_excel_file_with_bom_and_semicolons(desk, tmp_path):
     assert path.read_bytes().startswith(b"\xef\xbb\xbfcode;")
     summary = await desk.run(path)
     assert (summary.created, summary.rejected) == (2, [])
-    assert (await desk.imported())[f"{AGENCY}-261201-0001"][0] == "Nguyễn Thị Hồng"
-    place = await desk.sql.fetch("SELECT pickup_place FROM dossier WHERE code = ?", (f"{AGENCY}-261201-0001",))
+    assert (await desk.imported())[f"{AGENCY}-250101-0001"][0] == "Nguyễn Thị Hồng"
+    place = await desk.sql.fetch("SELECT pickup_place FROM dossier WHERE code = ?", (f"{AGENCY}-250101-0001",))
     assert place == [("Bộ phận Một cửa; tầng 1",)]
 
 
@@ -312,7 +312,7 @@ async def test_windows_1258_with_encoding(desk, tmp_path):
         await desk.run(path)
     summary = await desk.run(path, encoding="windows-1258")
     assert summary.created == 1
-    stored = (await desk.imported())[f"{AGENCY}-261201-0001"][0]
+    stored = (await desk.imported())[f"{AGENCY}-250101-0001"][0]
     assert stored == "Nguyễn Thị Hồng" and unicodedata.is_normalized("NFC", stored)
     # The same dossier sent as UTF-8 NFC is the same record.
     again = await desk.run(write_csv(tmp_path / "utf8.csv", [row(1, applicant_name="Nguyễn Thị Hồng")]))
@@ -358,7 +358,7 @@ async def test_a_code_repeated_in_the_file_rejects_the_later_line(desk, tmp_path
         row(1, applicant_phone="bad"),                 # line 2: rejected, so line 4 is the first valid one
         row(2),                                        # line 3
         row(1),                                        # line 4
-        row(2, code=f" {AGENCY.lower()} - 261201-0002", status=4),  # line 5: the same code, spelt otherwise
+        row(2, code=f" {AGENCY.lower()} - 250101-0002", status=4),  # line 5: the same code, spelt otherwise
         row(1, status=9),                              # line 6
     ])
     summary = await desk.run(path, chunk_size=1)

@@ -44,12 +44,12 @@ async def test_the_pickup_alert_says_where_when_what_to_bring_the_fee_and_how_to
 
 async def test_buudien_by_sms_records_the_request_once_and_only_from_the_applicants_phone(client, desk):
     found = await ready(desk)
-    assert await send_text(client, "BUUDIEN 000.32.22.H23-261201-0001", sender="0987000111") == "accepted"
+    assert await send_text(client, "BUUDIEN 000.32.22.H23-250101-0001", sender="0987000111") == "accepted"
     assert not await PostalRequest.filter(dossier_id=found.id).exists()
     assert await send_text(client, "buu dien", sender=APPLICANT) == "accepted"
     request = await PostalRequest.get(dossier_id=found.id)
     assert request.status == "waiting" and request.channel == "sms"
-    assert await send_text(client, "BUUDIEN 2612010001", sender=APPLICANT) == "accepted"
+    assert await send_text(client, "BUUDIEN 2501010001", sender=APPLICANT) == "accepted"
     assert await PostalRequest.filter(dossier_id=found.id).count() == 1
     replies = [r.text for r in await OutboundSms.filter(kind=SmsKind.REPLY).order_by("id")]
     assert "Chi so dien thoai" in replies[0]
@@ -59,8 +59,8 @@ async def test_buudien_by_sms_records_the_request_once_and_only_from_the_applica
 async def test_buudien_for_a_desk_only_or_unready_dossier_is_refused_with_the_reason(client, desk):
     await ready(desk, 1, mode="mot_phan")
     await desk.post("/dossiers", {"dossiers": [dossier(2, mode="toan_trinh")]})
-    await send_text(client, "BUUDIEN 2612010001", sender=APPLICANT)
-    await send_text(client, "BUUDIEN 2612010002", sender=APPLICANT)
+    await send_text(client, "BUUDIEN 2501010001", sender=APPLICANT)
+    await send_text(client, "BUUDIEN 2501010002", sender=APPLICANT)
     replies = [r.text for r in await OutboundSms.filter(kind=SmsKind.REPLY).order_by("id")]
     assert "khong gui buu dien" in replies[0] and "chua co ket qua" in replies[1]
     assert await PostalRequest.all().count() == 0

@@ -43,7 +43,7 @@ def neighbour(client, keys):
 
 def dossier(number: int = 1, **extra):
     record = {
-        "code": f"{AGENCY}-261201-{number:04d}",
+        "code": f"{AGENCY}-250101-{number:04d}",
         "agency": AGENCY,
         "procedure": "1.001193",
         "applicant_name": "Tran Thi Binh",
@@ -57,7 +57,7 @@ def dossier(number: int = 1, **extra):
 
 
 def event(event_id: str, status: int, occurred_at: str, number: int = 1, **extra):
-    return {"event_id": event_id, "code": f"{AGENCY}-261201-{number:04d}", "status": status,
+    return {"event_id": event_id, "code": f"{AGENCY}-250101-{number:04d}", "status": status,
             "occurred_at": occurred_at, **extra}
 
 
@@ -107,7 +107,7 @@ async def test_a_batch_with_one_bad_item_applies_nothing(desk):
     assert status == 400
     assert [(e["index"], e["field"]) for e in body["errors"]] == [(1, "applicant_phone"), (2, "status")]
     assert body["field"] == "dossiers[1].applicant_phone"
-    assert await Dossier.filter(code__startswith=f"{AGENCY}-261201").count() == 0
+    assert await Dossier.filter(code__startswith=f"{AGENCY}-250101").count() == 0
 
 
 async def test_a_client_touches_only_its_agencies(desk, neighbour):

@@ -39,7 +39,7 @@ from tests.test_sync_api import AGENCY, OTHER_AGENCY, PHONE, dossier, event, key
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 LOCAL_PHONE = "0912345678"
 ID_NUMBER = "030090001234"
-CODE = f"{AGENCY}-261201-0001"
+CODE = f"{AGENCY}-250101-0001"
 
 
 def local(day: int, hour: int, minute: int = 0, second: int = 0) -> dt.datetime:
@@ -262,7 +262,7 @@ async def test_an_event_that_changes_nothing_is_unchanged_and_sends_nothing(desk
 
 BAD_DOSSIER_FIELDS = [
     ("code", {"code": "not a dossier code"}),
-    ("code", {"code": "000.32.22.H23-261201"}),
+    ("code", {"code": "000.32.22.H23-250101"}),
     ("code", {"code": 12345}),
     ("agency", {"agency": "000.00.00.H00"}),
     ("agency", {"agency": OTHER_AGENCY}),  # exists, but not this client's
@@ -330,8 +330,8 @@ BAD_EVENT_FIELDS = [
     ("event_id", {"event_id": "has space"}),
     ("event_id", {"event_id": "x" * 65}),
     ("event_id", {"event_id": None}),
-    ("code", {"code": f"{AGENCY}-261201-0777"}),  # no such dossier
-    ("code", {"code": f"{OTHER_AGENCY}-261201-0001"}),
+    ("code", {"code": f"{AGENCY}-250101-0777"}),  # no such dossier
+    ("code", {"code": f"{OTHER_AGENCY}-250101-0001"}),
     ("code", {"code": "nope"}),
     ("status", {"status": 0}),
     ("status", {"status": "\u00b2"}),
@@ -415,7 +415,7 @@ async def test_keys_scopes_and_agencies(client, keys, desk):
             assert (await response.json())["error"]
     assert await written() == before
     neighbour = Api(client, keys["neighbour"])
-    for path in (f"/dossiers/{CODE}", f"/dossiers/{CODE.lower()}", "/dossiers/nonsense", f"/dossiers/{AGENCY}-261201-0999"):
+    for path in (f"/dossiers/{CODE}", f"/dossiers/{CODE.lower()}", "/dossiers/nonsense", f"/dossiers/{AGENCY}-250101-0999"):
         status, body, _ = await neighbour.get(path)
         assert status == 404 and body["error"] == "no such dossier for this client", (path, body)
     status, body, _ = await desk.get(f"/dossiers/{CODE.lower()}")
