@@ -10,6 +10,7 @@ the number itself goes no further than this module.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -122,6 +123,7 @@ class Reader:
         return parse_moment(raw, self.timezone, name)
 
 
+@functools.lru_cache(maxsize=1024)  # a batch's moments repeat (one received date for a day's dossiers)
 def parse_moment(raw: str, timezone: str, name: str) -> dt.datetime:
     """ISO 8601: a date and time with its offset, or a bare date (local midnight), as UTC."""
     text = raw.strip()

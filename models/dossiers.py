@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Protocol, Sequence
 
@@ -33,7 +34,7 @@ from menus.views import DossierView
 from models.directory import DatabaseDirectory
 from models.entities import DossierStatus, FilingMode, SmsKind, SmsStatus
 from models.fastsql import Tx, as_datetime
-from models.outbox import OutboxWriter
+from models.outbox import OutboxWriter, OutgoingSms
 
 # What a notification SMS says, in a language: (lang, kind, dossier, reminder number) -> text.
 Compose = Callable[[str, SmsKind, DossierView, int], str]
@@ -131,9 +132,10 @@ def _row(values: tuple) -> _Row:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Notified:
-    """What one notification did: the outbox row it wrote, or why none."""
+    """What one notification did: the outbox row it wrote, or why none. A batch writes its
+    SMS together when it ends: ``sms_id`` is set then, before the service call returns."""
 
     sms_id: int | None
     skipped: str = ""
@@ -193,11 +195,27 @@ def _chunks(values: Sequence, size: int = _CHUNK) -> Iterable[Sequence]:
         yield values[start:start + size]
 
 
-_INSERT_DOSSIER = (
-    "INSERT INTO dossier (code, tail, agency_id, procedure_id, applicant_name, applicant_phone, applicant_id_hash,"
-    " status, status_note, received_at, due_at, fee_due, pickup_place, mode, updated_at, state_at, reminders_sent)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0) ON CONFLICT (code) DO NOTHING RETURNING id"
-)
+_CREATES_PER_INSERT = 500  # 16 parameters a row: well under SQLite's and asyncpg's 32,767
+_CLAIMS_PER_INSERT = 1000  # 7 a row
+
+
+@functools.lru_cache(maxsize=32)
+def _insert_dossiers(rows: int) -> str:
+    return (
+        "INSERT INTO dossier (code, tail, agency_id, procedure_id, applicant_name, applicant_phone,"
+        " applicant_id_hash, status, status_note, received_at, due_at, fee_due, pickup_place, mode, updated_at,"
+        " state_at, reminders_sent) VALUES " + ",".join(["(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0)"] * rows)
+        + " ON CONFLICT (code) DO NOTHING RETURNING id, code"
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _claim_events(rows: int) -> str:
+    return (
+        "INSERT INTO dossier_event (api_client_id, event_id, dossier_id, status, occurred_at, received_at, outcome)"
+        " VALUES " + ",".join(["(?,?,?,?,?,?,?)"] * rows)
+        + " ON CONFLICT (api_client_id, event_id) DO NOTHING RETURNING id, event_id"
+    )
 _UPDATE_DATA = (
     "UPDATE dossier SET procedure_id=?, applicant_name=?, applicant_phone=?, applicant_id_hash=?, received_at=?,"
     " due_at=?, fee_due=?, pickup_place=?, mode=?, updated_at=? WHERE id=?"
@@ -209,10 +227,6 @@ _UPDATE_STATUS = (
 _INSERT_CHANGE = (
     "INSERT INTO dossier_status_change (dossier_id, old_status, new_status, note, changed_at, source)"
     " VALUES (?,?,?,?,?,?)"
-)
-_CLAIM_EVENT = (
-    "INSERT INTO dossier_event (api_client_id, event_id, dossier_id, status, occurred_at, received_at, outcome)"
-    " VALUES (?,?,?,?,?,?,?) ON CONFLICT (api_client_id, event_id) DO NOTHING RETURNING id"
 )
 _EVENT_OUTCOME = "UPDATE dossier_event SET outcome=? WHERE id=?"
 _INSERT_NOTIFICATION = (
@@ -311,41 +325,59 @@ class DossierService:
         batch.valid_phones.update(r.applicant_phone for r in records if r.applicant_phone_valid)
         if notify:
             await batch.load_waiting(tx, [row.id for row in existing.values()])
+        new: dict[str, DossierRecord] = {}  # code -> its first record in the batch
+        for record in records:
+            if record.code not in existing:
+                new.setdefault(record.code, record)
+        created = await self._create(tx, list(new.values()), now, batch)
+        raced = [code for code in new if code not in created]
+        if raced:  # a concurrent batch created them first (PostgreSQL): update them instead
+            found = await self._rows_by_code(tx, raced)
+            if allowed_agencies is not None:
+                errors = [(i, "code", "this dossier belongs to an agency this client may not change")
+                          for i, r in enumerate(records) if r.code in found and found[r.code].agency_id not in allowed_agencies]
+                if errors:
+                    raise BatchRejected(errors)
+            existing.update(found)
+            if notify:
+                await batch.load_waiting(tx, [row.id for row in found.values()])
         results = []
         for record in records:
             row = existing.get(record.code)
-            if row is None:
-                row = await self._create(tx, record, now, batch)
-                if row is None:  # a concurrent batch created it first (PostgreSQL): update it instead
-                    row = (await self._rows_by_code(tx, [record.code]))[record.code]
-                    if notify:
-                        await batch.load_waiting(tx, [row.id])
-                else:
-                    existing[record.code] = row
-                    notified = await self._notify(tx, row, now, batch, source) if notify else None
-                    results.append(ItemResult(Outcome.CREATED, record.code, notified))
-                    continue
+            if row is None:  # the record that created it
+                row = existing[record.code] = created[record.code]
+                notified = await self._notify(tx, row, now, batch, source) if notify else None
+                results.append(ItemResult(Outcome.CREATED, record.code, notified))
+                continue
             results.append(await self._update(tx, row, record, now, source, notify, batch))
         await batch.flush(tx)
         return results
 
-    async def _create(self, tx: Tx, record: DossierRecord, now: dt.datetime, batch: "_Batch") -> _Row | None:
-        state_at = record.status_at or record.received_at
-        rows = await tx.fetch(_INSERT_DOSSIER, (
-            record.code, record.tail, record.agency_id, record.procedure_id, record.applicant_name,
-            record.applicant_phone, record.applicant_id_hash, int(record.status), record.status_note,
-            record.received_at, record.due_at, record.fee_due, record.pickup_place, record.mode.value, now, state_at,
-        ))
-        if not rows:
-            return None
-        dossier_id = rows[0][0]
-        batch.changes.append((dossier_id, None, int(record.status), record.status_note, state_at, "create"))
-        batch.waiting[dossier_id] = []  # a new dossier has no SMS waiting yet
-        return _Row(
-            dossier_id, record.code, record.agency_id, record.procedure_id, record.applicant_name,
-            record.applicant_phone, record.applicant_id_hash, record.received_at, record.due_at, record.fee_due,
-            record.pickup_place, record.mode, record.status, record.status_note, state_at, record.tail,
-        )
+    async def _create(self, tx: Tx, records: Sequence[DossierRecord], now: dt.datetime,
+                      batch: "_Batch") -> dict[str, _Row]:
+        """Insert new dossiers, many to a statement; the rows written, by code (a code a
+        concurrent batch wrote first is left out)."""
+        created: dict[str, _Row] = {}
+        for chunk in _chunks(records, _CREATES_PER_INSERT):
+            values: list = []
+            for r in chunk:
+                values += (r.code, r.tail, r.agency_id, r.procedure_id, r.applicant_name, r.applicant_phone,
+                           r.applicant_id_hash, int(r.status), r.status_note, r.received_at, r.due_at, r.fee_due,
+                           r.pickup_place, r.mode.value, now, r.status_at or r.received_at)
+            ids = {code: dossier_id for dossier_id, code in await tx.fetch(_insert_dossiers(len(chunk)), values)}
+            for r in chunk:
+                dossier_id = ids.get(r.code)
+                if dossier_id is None:
+                    continue
+                state_at = r.status_at or r.received_at
+                batch.changes.append((dossier_id, None, int(r.status), r.status_note, state_at, "create"))
+                batch.waiting[dossier_id] = []  # a new dossier has no SMS waiting yet
+                created[r.code] = _Row(
+                    dossier_id, r.code, r.agency_id, r.procedure_id, r.applicant_name, r.applicant_phone,
+                    r.applicant_id_hash, r.received_at, r.due_at, r.fee_due, r.pickup_place, r.mode, r.status,
+                    r.status_note, state_at, r.tail,
+                )
+        return created
 
     async def _update(self, tx: Tx, row: _Row, record: DossierRecord, now: dt.datetime, source: str,
                       notify: bool, batch: "_Batch") -> ItemResult:
@@ -356,7 +388,11 @@ class DossierService:
             record.procedure_id, record.applicant_name, record.applicant_phone, record.applicant_id_hash,
             record.received_at, record.fee_due, record.pickup_place, record.mode,
         ) or (record.due_at is not None and row.due_at != record.due_at)
-        before = await self._texts(row)
+        status_at = record.status_at or now
+        moves = record.status_given and (record.status, record.status_note) != (row.status, row.status_note) and (
+            row.state_at is None or status_at >= row.state_at)
+        # A move is told anyway; new data alone only if it changes what the SMS says.
+        before = await self._texts(row) if notify and data_changed and not moves else None
         if data_changed:
             row.procedure_id, row.applicant_name, row.applicant_phone = (
                 record.procedure_id, record.applicant_name, record.applicant_phone)
@@ -370,17 +406,13 @@ class DossierService:
                 row.procedure_id, row.applicant_name, row.applicant_phone, row.applicant_id_hash, row.received_at,
                 row.due_at, row.fee_due, row.pickup_place, row.mode.value, now, row.id,
             ))
-        moved = False
-        status_at = record.status_at or now
-        if record.status_given and (record.status, record.status_note) != (row.status, row.status_note) and (
-                row.state_at is None or status_at >= row.state_at):
+        if moves:
             self._set_status(batch, row, record.status, record.status_note, row.due_at, row.fee_due,
                              status_at, now, source)
-            moved = True
-        if not (data_changed or moved):
+        if not (data_changed or moves):
             return ItemResult(Outcome.UNCHANGED, row.code)
         notified = None
-        if notify and (moved or await self._texts(row) != before):
+        if notify and (moves or await self._texts(row) != before):
             notified = await self._notify(tx, row, now, batch, source)
         return ItemResult(Outcome.UPDATED, row.code, notified)
 
@@ -407,17 +439,27 @@ class DossierService:
         batch = _Batch(self._outbox)
         await batch.load(tx, [rows[e.code].applicant_phone for e in events])
         await batch.load_waiting(tx, [row.id for row in rows.values()])
+        # Claimed all at once: an event id already stored (or named earlier in the batch) is a replay.
+        first: dict[str, StatusEvent] = {}
+        for event in events:
+            first.setdefault(event.event_id, event)
+        claims: dict[str, int] = {}
+        for chunk in _chunks(list(first.values()), _CLAIMS_PER_INSERT):
+            values: list = []
+            for e in chunk:
+                values += (client_id, e.event_id, rows[e.code].id, int(e.status), e.occurred_at, now,
+                           Outcome.APPLIED.value)
+            claims.update((event_id, claim_id) for claim_id, event_id in await tx.fetch(_claim_events(len(chunk)), values))
         results = []
         for event in events:
             row = rows[event.code]
-            claimed = await tx.fetch(_CLAIM_EVENT, (
-                client_id, event.event_id, row.id, int(event.status), event.occurred_at, now, Outcome.APPLIED.value))
-            if not claimed:
+            claim_id = claims.pop(event.event_id, None) if first[event.event_id] is event else None
+            if claim_id is None:
                 results.append(ItemResult(Outcome.REPLAYED, row.code, event_id=event.event_id))
                 continue
             result = await self._move(tx, row, event, now, source, batch)
             if result.outcome is not Outcome.APPLIED:
-                batch.event_outcomes.append((result.outcome.value, claimed[0][0]))
+                batch.event_outcomes.append((result.outcome.value, claim_id))
             results.append(replace(result, event_id=event.event_id))
         await batch.flush(tx)
         return results
@@ -444,8 +486,8 @@ class DossierService:
         fee_due = row.fee_due if event.fee_due is None else event.fee_due
         if (event.status, event.note, due_at, fee_due) == (row.status, row.status_note, row.due_at, row.fee_due):
             return ItemResult(Outcome.UNCHANGED, row.code)
-        before = await self._texts(row)
         moved = event.status is not row.status
+        before = None if moved else await self._texts(row)  # a move is told anyway
         self._set_status(batch, row, event.status, event.note, due_at, fee_due, event.occurred_at, now, source)
         notified = None
         if moved or await self._texts(row) != before:
@@ -483,9 +525,9 @@ class DossierService:
             batch.supersede(row.id)
         notified = await self._write(tx, row, kind, reminder, now, batch,
                                      self._settings.debounce_seconds if debounce else 0)
-        if notified.sms_id is not None:
-            batch.waiting.setdefault(row.id, []).append(notified.sms_id)
-        batch.notifications.append((row.id, kind.value, int(row.status), notified.sms_id, notified.skipped, now))
+        if batch.outgoing and batch.outgoing[-1][1] is notified:
+            batch.waiting.setdefault(row.id, []).append(batch.outgoing[-1][0])
+        batch.notifications.append((row.id, kind.value, int(row.status), notified, notified.skipped, now))
         return notified
 
     async def _write(self, tx: Tx, row: _Row, kind: SmsKind, reminder: int, now: dt.datetime,
@@ -495,11 +537,16 @@ class DossierService:
             return Notified(None, SKIP_INVALID_PHONE)
         lang = batch.lang(phone) or self._default_lang
         text = self._compose(lang, kind, await self._dossier_view(row), reminder)
-        queued = await self._outbox.enqueue(tx, phone, text, kind, now, lang=lang, delay_seconds=delay,
-                                            opted_out=batch.opted_out(phone))
-        if queued is None:
+        opted_out = batch.opted_out(phone)
+        if opted_out is None and not kind.essential:
+            opted_out = await self._outbox.opted_out(tx, phone)
+        message = self._outbox.message(phone, text, kind, now, lang=lang, delay_seconds=delay,
+                                       opted_out=bool(opted_out))
+        if message is None:
             return Notified(None, SKIP_OPTED_OUT)
-        return Notified(queued.id, "", queued.text, queued.parts)
+        notified = Notified(None, "", message.text, message.parts)
+        batch.outgoing.append((message, notified))
+        return notified
 
     async def resend(self, tx: Tx, dossier_id: int, now: dt.datetime, *, source: str) -> Notified | None:
         """Send the dossier's current status SMS again now (a clerk's GUI LAI)."""
@@ -580,11 +627,13 @@ class _Batch:
     """One batch's reads done up front and its writes done together, in its transaction.
 
     Read once: the languages and opt-outs of its phones (two statements), and the SMS
-    still waiting for its dossiers. Written at the end (``flush``), with one statement
-    each: the status updates, history rows, notification records and event outcomes, and
-    the superseding of what waited. Only the outbox rows (whose ids the results carry) and
-    the claims (which settle replays) are written item by item. Nothing in the batch reads
-    what it defers, so the transaction commits exactly what item-by-item writes would.
+    still waiting for its dossiers. Claimed up front with multi-row inserts: the new
+    dossiers (``RETURNING`` their ids) and the events' ids (a duplicate is a replay).
+    Written at the end (``flush``), with one statement each (or one per 500 rows): the
+    outbox rows (their ids then set on the notifications), the status updates, history
+    rows, notification records and event outcomes, and the superseding of what waited.
+    Nothing in the batch reads what it defers, so the transaction commits exactly what
+    item-by-item writes would.
     """
 
     outbox: OutboxWriter
@@ -592,8 +641,10 @@ class _Batch:
     _off: set[str] = field(default_factory=set)
     _keys: dict[str, str] = field(default_factory=dict)
     valid_phones: set[str] = field(default_factory=set)  # checked at the edge already
-    # dossier id -> its queued status/pickup/reminder SMS; dossiers not read: none known
-    waiting: dict[int, list[int]] = field(default_factory=dict)
+    # dossier id -> its queued status/pickup/reminder SMS (ids, or this batch's own not yet
+    # written); dossiers not read: none known
+    waiting: dict[int, list[int | OutgoingSms]] = field(default_factory=dict)
+    outgoing: list[tuple[OutgoingSms, Notified]] = field(default_factory=list)
     superseded: list[int] = field(default_factory=list)
     status_updates: list[tuple] = field(default_factory=list)
     changes: list[tuple] = field(default_factory=list)
@@ -613,7 +664,11 @@ class _Batch:
     def supersede(self, dossier_id: int) -> None:
         if dossier_id not in self.waiting:
             raise RuntimeError("load_waiting first: the dossier's waiting SMS were not read")
-        self.superseded += self.waiting[dossier_id]
+        for sms in self.waiting[dossier_id]:
+            if isinstance(sms, OutgoingSms):  # this batch's own: written as superseded already
+                sms.status, sms.last_error = SmsStatus.FAILED, SUPERSEDED
+            else:
+                self.superseded.append(sms)
         self.waiting[dossier_id] = []
 
     async def write_status_updates(self, tx: Tx) -> None:
@@ -623,12 +678,19 @@ class _Batch:
     async def flush(self, tx: Tx) -> None:
         await self.write_status_updates(tx)
         await tx.execute_many(_INSERT_CHANGE, self.changes)
-        await tx.execute_many(_INSERT_NOTIFICATION, self.notifications)
+        if self.outgoing:
+            ids = await self.outbox.write(tx, [message for message, _ in self.outgoing])
+            for (_, notified), sms_id in zip(self.outgoing, ids):
+                notified.sms_id = sms_id
+        await tx.execute_many(_INSERT_NOTIFICATION, [
+            (dossier_id, kind, status, notified.sms_id, skipped, now)
+            for dossier_id, kind, status, notified, skipped, now in self.notifications])
         await tx.execute_many(_EVENT_OUTCOME, self.event_outcomes)
         for chunk in _chunks(self.superseded):
             await tx.fetch(_SUPERSEDE.format(marks=",".join("?" * len(chunk))),
                            (SmsStatus.FAILED.value, SUPERSEDED, SmsStatus.QUEUED.value, *chunk))
-        for pending in (self.status_updates, self.changes, self.notifications, self.event_outcomes, self.superseded):
+        for pending in (self.status_updates, self.changes, self.outgoing, self.notifications, self.event_outcomes,
+                        self.superseded):
             pending.clear()
 
     async def load(self, tx: Tx, phones: Sequence[str]) -> None:

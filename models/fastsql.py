@@ -70,9 +70,20 @@ def current_transaction() -> "Tx | None":
     return _CURRENT.get()
 
 
+_UTC = dt.timezone.utc
+_STAMPS: dict[dt.datetime, str] = {}  # a batch writes the same few moments many times over
+
+
 def sqlite_timestamp(moment: dt.datetime) -> str:
     """The ORM's SQLite format, "2026-11-23 23:22:02.795452+00:00", which sorts as text."""
-    return moment.astimezone(dt.timezone.utc).isoformat(sep=" ", timespec="microseconds")
+    if type(moment.tzinfo) is not dt.timezone:  # a zone with folds (or naive): equal is not same instant
+        return moment.astimezone(_UTC).isoformat(sep=" ", timespec="microseconds")
+    stamp = _STAMPS.get(moment)  # fixed offsets: equal moments are the same instant
+    if stamp is None:
+        if len(_STAMPS) >= 4096:
+            _STAMPS.clear()
+        stamp = _STAMPS[moment] = moment.astimezone(_UTC).isoformat(sep=" ", timespec="microseconds")
+    return stamp
 
 
 def as_datetime(value: Any) -> dt.datetime | None:

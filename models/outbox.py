@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 from models.entities import SmsKind, SmsStatus
 from models.fastsql import Tx
@@ -73,11 +73,37 @@ class QueuedSms:
 
 
 _OPTED_OUT = "SELECT 1 FROM phone_preference WHERE phone_key=? AND notifications_off=?"
-_INSERT = (
-    "INSERT INTO outbound_sms (to_phone, text, encoding, parts, kind, urgent, status, attempts,"
-    " next_attempt_at, expires_at, transport, last_error, created_at)"
-    " VALUES (?,?,?,?,?,?,?,0,?,?,'','',?) RETURNING id"
-)
+_ROWS_PER_INSERT = 500  # 11 parameters each: well under SQLite's and asyncpg's 32,767
+_INSERTS: dict[int, str] = {}
+
+
+def _insert_sql(rows: int) -> str:
+    return (
+        "INSERT INTO outbound_sms (to_phone, text, encoding, parts, kind, urgent, status, attempts,"
+        " next_attempt_at, expires_at, transport, last_error, created_at) VALUES "
+        + ",".join(["(?,?,?,?,?,?,?,0,?,?,'',?,?)"] * rows) + " RETURNING id"
+    )
+
+
+@dataclass(slots=True)
+class OutgoingSms:
+    """A message prepared for the outbox, not yet written (``OutboxWriter.write``)."""
+
+    to_phone: str
+    text: str
+    encoding: Encoding
+    parts: int
+    kind: SmsKind
+    urgent: bool
+    next_attempt_at: dt.datetime
+    expires_at: dt.datetime
+    created_at: dt.datetime
+    status: SmsStatus = SmsStatus.QUEUED
+    last_error: str = ""
+
+    def stored(self, sms_id: int) -> QueuedSms:
+        return QueuedSms(sms_id, self.to_phone, self.text, self.encoding, self.parts, self.kind,
+                         self.next_attempt_at, self.expires_at, self.status)
 
 
 class OutboxWriter:
@@ -138,11 +164,32 @@ class OutboxWriter:
         (a debounce), and after quiet hours. ``opted_out``, when the caller read it already
         for a whole batch, saves the lookup.
         """
-        if not kind.essential:
-            if opted_out is None:
-                opted_out = await self.opted_out(tx, to)
-            if opted_out:
-                return None
+        if not kind.essential and opted_out is None:
+            opted_out = await self.opted_out(tx, to)
+        queued = self.message(to, text, kind, now, urgent=urgent, ttl_seconds=ttl_seconds, lang=lang,
+                              delay_seconds=delay_seconds, opted_out=bool(opted_out))
+        if queued is None:
+            return None
+        (sms_id,) = await self.write(tx, [queued])
+        return queued.stored(sms_id)
+
+    def message(
+        self,
+        to: str,
+        text: str,
+        kind: SmsKind,
+        now: dt.datetime,
+        *,
+        opted_out: bool,
+        urgent: bool = False,
+        ttl_seconds: int | None = None,
+        lang: str | None = None,
+        delay_seconds: float = 0,
+    ) -> "OutgoingSms | None":
+        """``enqueue``'s message, not yet written: for a batch that writes many at once
+        (``write``). None if the phone opted out of this kind of message."""
+        if not kind.essential and opted_out:
+            return None
         # Work bounded before any measuring: nothing past the kept parts is ever sent
         # (x3: unaccenting decomposed text can shrink it by up to three).
         prepared = one_part_gsm7(text)
@@ -151,9 +198,26 @@ class OutboxWriter:
             prepared = fit_parts(prepared, self._max_parts, self._markers[lang or self._default_lang])
         due = now if urgent or kind.essential else self.after_quiet_hours(now + dt.timedelta(seconds=delay_seconds))
         expires = max(due, now) + dt.timedelta(seconds=ttl_seconds or self._ttl_seconds)
-        rows = await tx.fetch(_INSERT, (
-            to, prepared.text, prepared.encoding.value, prepared.parts, kind.value, urgent,
-            SmsStatus.QUEUED.value, due, expires, now,
-        ))
-        self.written += 1
-        return QueuedSms(rows[0][0], to, prepared.text, prepared.encoding, prepared.parts, kind, due, expires)
+        return OutgoingSms(to, prepared.text, prepared.encoding, prepared.parts, kind, urgent, due, expires, now)
+
+    async def write(self, tx: Tx, messages: Sequence["OutgoingSms"]) -> list[int]:
+        """Write messages in multi-row INSERTs; their ids, in the order given.
+
+        The ids of one INSERT's rows are allocated in the order of its VALUES (SQLite's
+        rowids and PostgreSQL's sequence alike, the writer holding its lock), so the
+        returned ids, sorted, match the rows in order: RETURNING itself promises no order.
+        """
+        ids: list[int] = []
+        for start in range(0, len(messages), _ROWS_PER_INSERT):
+            chunk = messages[start:start + _ROWS_PER_INSERT]
+            sql = _INSERTS.get(len(chunk)) or _INSERTS.setdefault(len(chunk), _insert_sql(len(chunk)))
+            values: list = []
+            for m in chunk:
+                values += (m.to_phone, m.text, m.encoding.value, m.parts, m.kind.value, m.urgent, m.status.value,
+                           m.next_attempt_at, m.expires_at, m.last_error, m.created_at)
+            rows = await tx.fetch(sql, values)
+            if len(rows) != len(chunk):
+                raise RuntimeError(f"outbox insert wrote {len(rows)} of {len(chunk)} rows")
+            ids += sorted(row[0] for row in rows)
+        self.written += len(ids)
+        return ids
