@@ -254,7 +254,9 @@ def openapi_paths() -> dict[str, Any]:
         "/clerk/dossiers/{code}": {"parameters": code, "get": op(
             "clerkDossier", "A dossier with its status history and every SMS about it", ok, "NotFound")},
         "/clerk/dossiers/{code}/alert-preview": {"parameters": code, "get": op(
-            "clerkPreview", "The exact pickup SMS: text, encoding, parts", ok, "NotFound")},
+            "clerkPreview", "The exact pickup SMS: text, encoding, parts; in the applicant's language unless lang is given",
+            ok, "NotFound", "BadRequest", parameters=[{"name": "lang", "in": "query", "required": False,
+                                                        "schema": {"type": "string", "enum": ["vi", "en"]}}])},
         "/clerk/dossiers/{code}/ready": {"parameters": code, "post": op(
             "clerkReady", "Mark ready (9) and send the pickup alert (again, if ready already)", result, "NotFound", "Conflict")},
         "/clerk/dossiers/{code}/collected": {"parameters": code, "post": op(

@@ -1,5 +1,6 @@
 """What a clerk reads about dossiers at the desk: found by code or keypad tail within the
-clerk's scope, with the status history and every SMS about the dossier.
+clerk's scope, with the status history and every SMS about the dossier; the postal-delivery
+requests waiting; the pickup alerts of a day and what became of their SMS.
 
 Every read takes the clerk's ``Scope`` and filters by it in SQL: a dossier of an agency
 the clerk does not work for is never read, so a page cannot tell it from an unknown one.
@@ -145,5 +146,61 @@ async def messages(tx: Tx | SqlRunner, dossier_id: int) -> list[DossierSms]:
         DossierSms(kind=r[0], told_status=DossierStatus(r[1]), created_at=as_datetime(r[2]), skipped=r[3] or "",
                    sms_id=r[4], sms_status=r[5], sent_at=as_datetime(r[6]), delivered_at=as_datetime(r[7]),
                    last_error=r[8] or "", parts=r[9])
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class PostalRequest:
+    """An applicant's ask (BUUDIEN <code>) for the result by post, waiting for a clerk."""
+
+    id: int
+    channel: str  # sms | ussd
+    requested_at: dt.datetime
+    dossier: DeskDossier
+
+
+async def postal_waiting(tx: Tx | SqlRunner, scope: Scope, limit: int = 500) -> list[PostalRequest]:
+    """The postal-delivery requests still waiting, oldest first, within the clerk's scope."""
+    allowed, scope_params = scope.where("d.agency_id")
+    select = _SELECT.replace("SELECT ", "SELECT r.id AS request_id, r.channel, r.requested_at, ", 1)
+    rows = await tx.fetch(
+        f"{select} JOIN postal_request r ON r.dossier_id=d.id WHERE r.status=? AND {allowed}"
+        " ORDER BY r.requested_at, r.id LIMIT ?",
+        ("waiting", *scope_params, limit),
+    )
+    return [PostalRequest(r[0], r[1], as_datetime(r[2]), _dossier(tuple(r[3:]))) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class PickupAlert:
+    """One pickup alert (status 9) written in a period, and what became of its SMS."""
+
+    code: str
+    applicant_name: str
+    applicant_phone: str  # E.164: pages show it masked
+    agency_code: str
+    sms: DossierSms
+
+
+async def pickup_alerts(tx: Tx | SqlRunner, scope: Scope, since: dt.datetime, until: dt.datetime,
+                        limit: int = 1000) -> list[PickupAlert]:
+    """The pickup alerts written in ``[since, until)`` for the clerk's agencies, newest first."""
+    allowed, scope_params = scope.where("d.agency_id")
+    rows = await tx.fetch(
+        "SELECT n.kind, n.status AS told_status, n.created_at, n.skipped, n.outbound_sms_id, o.status AS sms_status,"
+        " o.sent_at, o.delivered_at, o.last_error, o.parts, d.code, d.applicant_name, d.applicant_phone,"
+        " a.code AS agency_code"
+        " FROM dossier_notification n JOIN dossier d ON d.id=n.dossier_id JOIN agency a ON a.id=d.agency_id"
+        " LEFT JOIN outbound_sms o ON o.id=n.outbound_sms_id"
+        f" WHERE n.kind=? AND n.status=? AND n.created_at>=? AND n.created_at<? AND {allowed}"
+        " ORDER BY n.created_at DESC, n.id DESC LIMIT ?",
+        ("pickup", int(DossierStatus.READY), since, until, *scope_params, limit),
+    )
+    return [
+        PickupAlert(code=r[10], applicant_name=r[11], applicant_phone=r[12], agency_code=r[13], sms=DossierSms(
+            kind=r[0], told_status=DossierStatus(r[1]), created_at=as_datetime(r[2]), skipped=r[3] or "",
+            sms_id=r[4], sms_status=r[5], sent_at=as_datetime(r[6]), delivered_at=as_datetime(r[7]),
+            last_error=r[8] or "", parts=r[9]))
         for r in rows
     ]

@@ -145,10 +145,13 @@ class DeskActions:
 
     async def preview_ready(self, tx: Tx, scope: Scope, query: str, lang: str | None = None) -> tuple[ActionResult, Any]:
         """The exact pickup SMS marking the dossier ready would send (as prepared for the
-        air: text, encoding, parts), without sending anything."""
+        air: text, encoding, parts), without sending anything; in ``lang`` if given, else in
+        the applicant's language."""
         target = await self._resolve(tx, scope, query)
         if isinstance(target, ActionResult):
             return target, None
+        if lang is None:  # the applicant's own language, as the alert will be written in
+            lang = await self._dossiers.applicant_lang(tx, target.id)
         text = await self._dossiers.preview(tx, target.id, DossierStatus.READY, lang)
         return ActionResult(query, Verdict.SENT, target.code, target.id), self._outbox.prepared(text, lang)
 

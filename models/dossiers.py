@@ -560,15 +560,28 @@ class DossierService:
         await batch.flush(tx)
         return notified
 
+    async def applicant_lang(self, tx: Tx, dossier_id: int) -> str | None:
+        """The language the dossier's applicant chose (a registered citizen), if any."""
+        rows = await tx.fetch("SELECT applicant_phone FROM dossier WHERE id=?", (dossier_id,))
+        return await self._lang_of(tx, rows[0][0]) if rows else None
+
+    async def _lang_of(self, tx: Tx, phone: str) -> str | None:
+        batch = _Batch(self._outbox)
+        await batch.load(tx, [phone])
+        return batch.lang(phone)
+
     async def preview(self, tx: Tx, dossier_id: int, status: DossierStatus | None = None, lang: str | None = None) -> str | None:
         """The text the applicant would get for the dossier (at ``status``), before the
-        outbox prepares it for the air."""
+        outbox prepares it for the air: in ``lang``, or else in the language the applicant
+        chose (a registered citizen), as the real message would be."""
         found = await self._rows(tx, "id=?", (dossier_id,), lock=False)
         if not found:
             return None
         row = found[0]
         if status is not None:
             row.status = status
+        if lang is None:
+            lang = await self._lang_of(tx, row.applicant_phone)
         kind = SmsKind.PICKUP if row.status is DossierStatus.READY else SmsKind.STATUS
         return self._compose(lang or self._default_lang, kind, await self._dossier_view(row), 0)
 

@@ -463,7 +463,9 @@ def test_every_text_a_template_uses_exists():
     import gateway.console as console
 
     from models.clerks import ROLES
+    from models.desk_actions import Verdict
     from models.entities import FilingMode, SmsKind, SmsStatus
+    from models.sms_text import Encoding
 
     used, families = set(), set()
     for template in Path(console.TEMPLATES_DIR).glob("*.html"):
@@ -472,9 +474,10 @@ def test_every_text_a_template_uses_exists():
         families |= set(re.findall(r"t\('([a-z0-9_]+_)' ~", text))
     assert used and not used - set(VI), sorted(used - set(VI))
     # Keys made from a value: every value has its words.
-    assert families == {"kind_", "mode_", "role_", "state_"}
+    assert families == {"kind_", "mode_", "role_", "state_", "verdict_", "encoding_"}
     made = ({f"kind_{k.value}" for k in SmsKind} | {f"mode_{m.value}" for m in FilingMode}
-            | {f"role_{r}" for r in ROLES} | {f"state_{s.value}" for s in SmsStatus} | {"state_skipped", "state_purged"})
+            | {f"role_{r}" for r in ROLES} | {f"state_{s.value}" for s in SmsStatus} | {"state_skipped", "state_purged"}
+            | {f"verdict_{v.value}" for v in Verdict} | {f"encoding_{e.value}" for e in Encoding})
     assert not made - set(VI), sorted(made - set(VI))
     assert set(VI) == set(EN)
 

@@ -4,8 +4,10 @@ through Debian's chromium-driver (nothing downloaded at run time), against the r
 
 The journey, at a phone's screen size: log in with the one-time password, the forced
 password change, find a dossier by its code and by its keypad tail, the dossier page,
-another agency's dossier refused (404), a form whose CSRF token was removed refused (403),
-the English switch, logout. Each page is saved as a screenshot under the test's tmp_path,
+mark it ready with the pickup SMS previewed, then confirmed and sent by the gateway's own
+dispatcher (console transport) as today's alerts page shows, a bulk alert with a result
+per code, the postal requests waiting, another agency's dossier refused (404), a form
+whose CSRF token was removed refused (403), the English switch, logout. Each page is saved as a screenshot under the test's tmp_path,
 and the browser's console must show no error (other than the refused pages' own status).
 """
 
@@ -17,9 +19,12 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+import datetime as dt
 
 from models.db import open_database
 from models.fastsql import orm_runner
@@ -51,7 +56,10 @@ async def gateway(tmp_path, database_url):
     _require_browser()
     env = {"GATEWAY_SECRET_KEY": "browser-test-secret", "GATEWAY_DATABASE_URL": database_url}
     # Default console settings: the cookie is Secure (Chromium treats http://127.0.0.1 as secure).
-    settings = write_settings(tmp_path / "settings.toml", {"logging": {"format": "json"}})
+    # No quiet hours and no debounce: the pickup alert goes as soon as the clerk confirms.
+    settings = write_settings(tmp_path / "settings.toml", {
+        "logging": {"format": "json"}, "sms": {"quiet_start": "00:00", "quiet_end": "00:00"},
+        "notifications": {"debounce_seconds": 0}})
     process = GatewayProcess(settings, tmp_path / "gateway.log", env)
     cli_env = process._env
     _cli(settings, cli_env, "seed")
@@ -69,10 +77,20 @@ async def gateway(tmp_path, database_url):
             "SELECT d.code, d.tail, d.applicant_phone FROM dossier d JOIN agency a ON a.id=d.agency_id"
             " WHERE a.code=? AND d.tail=?", (PHUONG_KY["code"], tail)))
         assert len(ours) == 1, ours
+        # Another of ours for the bulk alert, and postal requests waiting: one ours, one theirs.
+        of_ours = ("SELECT d.id, d.code FROM dossier d JOIN agency a ON a.id=d.agency_id WHERE a.code=? AND d.status=?"
+                   " ORDER BY d.id LIMIT 1")
+        _, bulk_code = (await sql.fetch(of_ours, (PHUONG_KY["code"], 4)))[0]
+        postal_id, postal_code = (await sql.fetch(of_ours, (PHUONG_KY["code"], 9)))[0]
+        theirs_id = (await sql.fetch("SELECT id FROM dossier WHERE code=?", (theirs,)))[0][0]
+        now = dt.datetime.now(dt.timezone.utc)
+        for dossier_id in (postal_id, theirs_id):
+            await sql.fetch("INSERT INTO postal_request (dossier_id, channel, status, requested_at) VALUES (?,?,?,?)",
+                            (dossier_id, "sms", "waiting", now))
     await process.start()
     try:
         yield {"url": process.base_url, "password": one_time, "ours": ours[0], "theirs": theirs,
-               "log": tmp_path / "gateway.log"}
+               "log": tmp_path / "gateway.log", "bulk": bulk_code, "postal": postal_code}
     finally:
         process.stop()
 
@@ -156,7 +174,8 @@ class Journey:
         wait.until(lambda driver: driver.execute_script("return document.readyState") == "complete")
 
 
-def _journey(base_url: str, one_time: str, ours: tuple[str, str, str], theirs: str, shots: Path) -> None:
+def _journey(base_url: str, one_time: str, ours: tuple[str, str, str], theirs: str, shots: Path,
+             bulk_code: str, postal_code: str) -> None:
     driver = _driver(shots)
     try:
         browser = Journey(driver, base_url, shots)
@@ -197,6 +216,53 @@ def _journey(base_url: str, one_time: str, ours: tuple[str, str, str], theirs: s
         browser.submit("#search-form", q=tail)
         assert browser.path() == f"/console/dossiers/{code}", browser.path()
         browser.page("dossier-by-tail")
+
+        # Mark it ready: the exact pickup SMS first, then confirmed and sent.
+        assert not browser.has("#action-collected") and not browser.has("#action-resend")
+        browser.click("#action-ready")
+        assert browser.path() == f"/console/dossiers/{code}/ready", browser.path()
+        preview, parts = browser.find("#preview-text").text, int(browser.find("#preview-parts").text)
+        assert (code in preview or tail in preview) and parts >= 1
+        assert national not in driver.page_source and phone not in driver.page_source
+        browser.page("ready-preview")
+        browser.click("#ready-confirm")
+        assert browser.path() == f"/console/dossiers/{code}", browser.path()
+        assert browser.has(".flash") and code in browser.find(".flash").text
+        assert "9 ·" in browser.find("#dossier-status").text
+        assert browser.has("#action-collected") and browser.has("#action-resend") and not browser.has("#action-ready")
+        browser.page("ready-sent")
+
+        # Today's alerts: the gateway's dispatcher sends it (console transport) within seconds.
+        deadline = time.monotonic() + 20
+        while True:
+            browser.open("/console/alerts/today")
+            if browser.has("#today tr.sms-sent"):
+                break
+            assert time.monotonic() < deadline, browser.body()
+            time.sleep(0.5)
+        row = browser.find("#today tr.sms-sent")
+        assert code in row.text and "Đã gửi" in row.text and str(parts) in row.text
+        assert national not in driver.page_source
+        browser.page("today-sent")
+        browser.open(f"/console/dossiers/{code}")
+        assert browser.has("#messages tr.sms-sent")
+
+        # A bulk alert: a result per code, another agency's left alone.
+        browser.click("#nav-bulk")
+        assert browser.path() == "/console/alerts/bulk", browser.path()
+        browser.submit("#bulk-form", codes=f"{bulk_code}\n{theirs}, 000.99.99.H99-260101-0001")
+        results = [(tr.get_attribute("class"), tr.find_element("css selector", "td").text)
+                   for tr in driver.find_elements("css selector", "#bulk-results tbody tr")]
+        assert results == [("verdict-sent", bulk_code), ("verdict-other_agency", theirs),
+                           ("verdict-unknown", "000.99.99.H99-260101-0001")], results
+        browser.page("bulk-results")
+
+        # The postal requests waiting: ours only.
+        browser.click("#nav-postal")
+        assert browser.path() == "/console/postal", browser.path()
+        assert browser.has("#postal") and postal_code in browser.find("#postal").text
+        assert theirs not in driver.page_source
+        browser.page("postal")
 
         # Another agency's dossier: not found, whether searched or opened by its URL.
         browser.open("/console/")
@@ -242,14 +308,16 @@ async def test_console_in_a_real_browser(gateway, tmp_path):
     shots.mkdir()
     try:
         await asyncio.to_thread(_journey, gateway["url"], gateway["password"], gateway["ours"], gateway["theirs"],
-                                shots)
+                                shots, gateway["bulk"], gateway["postal"])
     except AssertionError:
         print(f"screenshots in {shots}; gateway log:\n{log_tail(gateway['log'])}")
         raise
-    assert len(list(shots.glob("*.png"))) == 13
+    assert len(list(shots.glob("*.png"))) == 18
     # The gateway's log (JSON lines): the clerk's actions, and never a citizen's phone in clear.
     lines = [json.loads(line) for line in gateway["log"].read_text().splitlines() if line.startswith("{")]
     assert any(line.get("event") == "console_login" and line.get("outcome") == "ok" for line in lines)
+    assert any(line.get("event") == "console_action" and line.get("result") == "sent" for line in lines)
+    assert any(line.get("event") == "console_bulk_alert" for line in lines)
     text = gateway["log"].read_text()
     phone = gateway["ours"][2]
     for clear in (phone, phone.removeprefix("+84"), "0" + phone.removeprefix("+84")):
