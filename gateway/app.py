@@ -257,7 +257,9 @@ def create_app(settings: Settings, *, clock: Callable[[], dt.datetime] | None = 
             stop = asyncio.Event()
             dispatcher_task = None
             if settings.sms.run_dispatcher:
-                dispatcher = Dispatcher(settings, transport, sql, clock or utcnow, wakeup=outbox.wakeup, metrics=app[METRICS])
+                # One sender among workers: it dispatches only while it holds the lease "dispatcher".
+                dispatcher = Dispatcher(settings, transport, sql, clock or utcnow, wakeup=outbox.wakeup,
+                                        metrics=app[METRICS], lease=True)
                 dispatcher_task = asyncio.create_task(dispatcher.run(stop), name="sms-dispatcher")
             purger_task = None
             if settings.retention.run_purger:

@@ -28,6 +28,20 @@ def cmd_run(args: argparse.Namespace) -> None:
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     log = logs.get_logger("gateway")
+    if args.worker_socket is not None:
+        _serve_worker(args, settings, log)
+        return
+    if args.workers < 1:
+        print("run: --workers must be at least 1", file=sys.stderr)
+        raise SystemExit(2)
+    if args.workers > 1:
+        scheme = settings.database.url.partition("://")[0].lower()
+        if scheme not in _POSTGRES_SCHEMES:
+            print(f"run --workers {args.workers}: several workers need PostgreSQL, and database.url is "
+                  f"{scheme}://... (SQLite serves one process: drop --workers, or set database.url or "
+                  "GATEWAY_DATABASE_URL to a postgres:// URL)", file=sys.stderr)
+            raise SystemExit(2)
+        raise SystemExit(_supervise(args, settings, host, port, log))
     log.info("serving", host=host, port=port, database=settings.database.url.split("://")[0])
     # Access log on, as one JSON line per request through structlog and its redaction
     # (logs.AccessLogger): method, path, status, size, duration, request id. Never the query
@@ -40,6 +54,204 @@ def cmd_run(args: argparse.Namespace) -> None:
         # A failed start (port taken, database unreachable) as a JSON line, not a raw traceback.
         log.exception("server_failed")
         raise SystemExit(1) from None
+
+
+# -- run --workers N -----------------------------------------------------------------------
+#
+# The parent process binds the port and serves nothing: it runs the migrations once, opens
+# one listening socket per worker on the same address with SO_REUSEPORT (the kernel spreads
+# new connections evenly over them), and starts each worker as ``python -m gateway run`` on
+# its inherited socket. Each worker is the whole gateway (its dispatcher, purger and
+# reminders take their database leases, so one of each works at a time). The parent keeps
+# the sockets: a worker that crashes is reported and started again on the same socket, and
+# connections that arrive meanwhile wait in its queue. SIGTERM or SIGINT to the parent is
+# passed on (a second one kills the workers); it exits once they all have.
+
+_POSTGRES_SCHEMES = ("postgres", "postgresql", "asyncpg", "psycopg")
+_WORKER_POLL_SECONDS = 0.2
+# A worker that exits sooner than this after its start counts as a failed start; after
+# this many in a row the parent gives up (a worker that cannot start will not start).
+_FAST_EXIT_SECONDS = 10.0
+_MAX_FAST_EXITS = 5
+
+
+def _listen_sockets(host: str, port: int, count: int) -> list:
+    """``count`` listening sockets on one address, in one SO_REUSEPORT group."""
+    import socket
+
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    if port:
+        # SO_REUSEPORT would let this join another server's group on the port without a
+        # word: a plain bind first fails if anything listens there already.
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(address)
+            address = sock.getsockname()  # port 0: the others join the port the first got
+            sock.listen(1024)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _supervise(args: argparse.Namespace, settings: Settings, host: str, port: int, log) -> int:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    count = args.workers
+    try:
+        if settings.database.migrate_on_start:
+            from models.db import migrate
+
+            asyncio.run(migrate(settings.database.url))  # once, not racing in every worker
+        sockets = _listen_sockets(host, port, count)
+    except Exception:
+        log.exception("server_failed")
+        return 1
+    port = sockets[0].getsockname()[1]
+    log.info("serving", host=host, port=port, database=settings.database.url.split("://")[0],
+             workers=count, pid=os.getpid())
+
+    workers: dict[int, subprocess.Popen] = {}
+    started_at: dict[int, float] = {}
+    fast_exits = dict.fromkeys(range(count), 0)
+    restart_at: dict[int, float] = {}
+    signals: list[int] = []
+    failed = False
+
+    def start(slot: int) -> None:
+        fd = sockets[slot].fileno()
+        command = [sys.executable, "-m", "gateway"] + (["--settings", args.settings] if args.settings else [])
+        command += ["run", "--host", host, "--port", str(port), "--worker-socket", str(fd),
+                    "--worker-index", str(slot), "--parent-pid", str(os.getpid())]
+        process = workers[slot] = subprocess.Popen(command, pass_fds=[fd])
+        started_at[slot] = time.monotonic()
+        if signals:  # a signal came while it was starting: the handler did not see it
+            process.send_signal(signal.SIGTERM)
+        log.info("worker_started", worker=slot, pid=process.pid)
+
+    def on_signal(signum: int, frame: object) -> None:
+        signals.append(signum)
+        for process in workers.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM if len(signals) == 1 else signal.SIGKILL)
+
+    previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for slot in range(count):
+            start(slot)
+        while workers or (restart_at and not signals):
+            time.sleep(_WORKER_POLL_SECONDS)
+            for slot, process in list(workers.items()):
+                code = process.poll()
+                if code is None:
+                    continue
+                del workers[slot]
+                if signals:
+                    log.info("worker_stopped", worker=slot, pid=process.pid, exit_code=code)
+                    failed = failed or code not in (0, -signal.SIGTERM)
+                    continue
+                lived = time.monotonic() - started_at[slot]
+                how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+                fast_exits[slot] = fast_exits[slot] + 1 if lived < _FAST_EXIT_SECONDS else 0
+                if not args.restart or fast_exits[slot] >= _MAX_FAST_EXITS:
+                    log.error("worker_died", worker=slot, pid=process.pid, exit_code=code, how=how,
+                              seconds=round(lived, 1), restart=False)
+                    failed = True
+                    sockets[slot].close()  # the kernel stops sending it connections
+                    if fast_exits[slot] >= _MAX_FAST_EXITS:
+                        log.error("workers_give_up", worker=slot, fast_exits=fast_exits[slot],
+                                  hint="a worker that exits at once will not start: see its log lines above")
+                        on_signal(signal.SIGTERM, None)
+                    continue
+                delay = min(2.0 ** (fast_exits[slot] - 1), 8.0) if fast_exits[slot] else 0.0
+                log.error("worker_died", worker=slot, pid=process.pid, exit_code=code, how=how,
+                          seconds=round(lived, 1), restart=True, restart_in_seconds=delay)
+                restart_at[slot] = time.monotonic() + delay
+            for slot, when in list(restart_at.items()):
+                if signals:
+                    restart_at.clear()
+                elif time.monotonic() >= when:
+                    del restart_at[slot]
+                    start(slot)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for process in workers.values():
+            process.kill()
+            process.wait()
+        for sock in sockets:
+            sock.close()
+    log.info("workers_stopped", failed=failed)
+    return 1 if failed else 0
+
+
+def _serve_worker(args: argparse.Namespace, settings: Settings, log) -> None:
+    """One worker of ``run --workers N``: the gateway on the socket the parent opened."""
+    import os
+    import signal
+    import socket
+
+    from aiohttp import web
+
+    from gateway.app import create_app
+
+    _end_with_parent(args.parent_pid)
+    sock = socket.socket(fileno=args.worker_socket)
+    # The parent ran the migrations: workers starting together must not race through them.
+    settings = settings.replace(database={"migrate_on_start": False})
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            # Idempotent: the parent's SIGTERM, a terminal's SIGINT and a service manager's
+            # own SIGTERM may all arrive; the first starts the graceful stop.
+            loop.add_signal_handler(signum, stop.set)
+        runner = web.AppRunner(create_app(settings), handle_signals=False, access_log_class=logs.AccessLogger)
+        await runner.setup()
+        try:
+            await web.SockSite(runner, sock).start()
+            log.info("worker_serving", worker=args.worker_index, pid=os.getpid())
+            await stop.wait()
+        finally:
+            await runner.cleanup()  # requests in progress finish; dispatcher, purger, reminders stop
+
+    try:
+        asyncio.run(serve())
+    except Exception:
+        log.exception("server_failed", worker=args.worker_index)
+        raise SystemExit(1) from None
+    finally:
+        sock.close()
+
+
+def _end_with_parent(parent_pid: int | None) -> None:
+    """A worker whose parent dies (even by SIGKILL) gets SIGTERM (Linux), and stops."""
+    import os
+    import signal
+
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if parent_pid is not None and os.getppid() != parent_pid:
+        raise SystemExit(1)  # the parent died before the line above
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
@@ -372,6 +584,14 @@ def main(argv: list[str] | None = None) -> None:
     run = commands.add_parser("run", help="serve the gateway")
     run.add_argument("--host")
     run.add_argument("--port", type=int)
+    run.add_argument("--workers", type=int, default=1,
+                     help="worker processes sharing the port (more than 1 needs PostgreSQL; default 1)")
+    run.add_argument("--no-restart", dest="restart", action="store_false",
+                     help="with --workers: do not start a worker again after it died")
+    # Set by the parent of --workers for each worker it starts.
+    run.add_argument("--worker-socket", type=int, help=argparse.SUPPRESS)
+    run.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    run.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     run.set_defaults(func=cmd_run)
 
     commands.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)

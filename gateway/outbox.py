@@ -9,6 +9,13 @@ sending (at most ``dispatch_batch`` per dead dispatcher). Several dispatchers (p
 PostgreSQL) never claim the same row: claims use ``FOR UPDATE SKIP LOCKED`` there, and
 SQLite's single writer elsewhere.
 
+One sender among workers: the server's dispatcher (``lease=True``) sends only while it
+holds the database lease "dispatcher" (``models.leases``); the other workers' dispatchers
+wait beside it and retry every third of ``sms.dispatcher_lease_seconds``, and one takes
+over when the holder stops (released at once) or dies (when the lease runs out). A
+dispatcher that lost its lease mid-batch finishes that batch: its rows stay its own (the
+claims and marks above), only the provider rate is briefly shared by two.
+
 Retries: transient failures back off exponentially (with jitter) up to ``max_attempts``;
 permanent failures stop at once; a message older than its time to live is expired rather
 than sent late (an OTP after five minutes is noise). Throughput is throttled to the
@@ -20,9 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import random
-import socket
 import time
 import zoneinfo
 from typing import Any, Callable
@@ -37,6 +42,7 @@ from models.sms_text import Encoding, Policy
 from menus.texts import LANGUAGES, T, text as catalogue
 from models.entities import SmsKind, SmsStatus
 from models.fastsql import SqlRunner, Tx, open_runner
+from models.leases import LeaseKeeper, Leases, process_holder_id
 from models.outbox import OutboxWriter, QueuedSms, QuietHours
 
 log = get_logger("gateway.outbox")
@@ -176,8 +182,15 @@ def backoff_seconds(attempt: int, base: float, cap: float, rng: random.Random | 
     return (rng or random).uniform(ceiling / 2, ceiling)
 
 
+DISPATCHER_LEASE = "dispatcher"
+
+
 class Dispatcher:
-    """Claims due messages and sends them. Run one per process (``run``), or call ``dispatch_once``."""
+    """Claims due messages and sends them. Run one per process (``run``), or call ``dispatch_once``.
+
+    With ``lease`` (the server's), ``run`` sends only while this process holds the database
+    lease "dispatcher": one dispatcher among several workers at a time.
+    """
 
     def __init__(
         self,
@@ -188,13 +201,18 @@ class Dispatcher:
         worker_id: str | None = None,
         wakeup: asyncio.Event | None = None,
         metrics: Metrics | None = None,
+        lease: bool = False,
     ) -> None:
         self._metrics = metrics
         self._sms = settings.sms
         self._transport = transport
         self._sql = sql
         self._clock = clock
-        self._worker = worker_id or f"{socket.gethostname()}:{os.getpid()}:{random.randrange(16**6):06x}"
+        self._worker = worker_id or process_holder_id()  # host:pid:random, as before
+        self.lease: LeaseKeeper | None = None
+        if lease:
+            self.lease = LeaseKeeper(Leases(sql), DISPATCHER_LEASE, self._worker[:80],
+                                     settings.sms.dispatcher_lease_seconds, clock)
         self._throttle = PartsThrottle(settings.sms.parts_per_second)
         self._quiet = quiet_hours(settings)
         self._slots = asyncio.Semaphore(settings.sms.dispatch_concurrency)
@@ -212,19 +230,30 @@ class Dispatcher:
             )
 
     async def run(self, stop: asyncio.Event) -> None:
-        log.info("dispatcher_started", worker=self._worker, transport=self._transport.name)
-        while not stop.is_set():
-            try:
-                handled = await self.dispatch_once()
-            except Exception:  # noqa: BLE001 - a bad moment of the database must not end the loop
-                log.exception("dispatch_failed")
-                handled = 0
-            if handled == 0:
-                self._wakeup.clear()
-                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wakeup.wait())]
-                await asyncio.wait(waiters, timeout=self._sms.idle_poll_seconds, return_when=asyncio.FIRST_COMPLETED)
-                for waiter in waiters:
-                    waiter.cancel()
+        log.info("dispatcher_started", worker=self._worker, transport=self._transport.name,
+                 lease=self.lease.name if self.lease else None)
+        keeper, keeper_stop = None, asyncio.Event()
+        if self.lease is not None:
+            keeper = asyncio.create_task(self.lease.keep(keeper_stop), name="dispatcher-lease")
+        try:
+            while not stop.is_set():
+                if self.lease is not None and not self.lease.held.is_set():
+                    # Another process sends: wait until this one takes the lease (or stops).
+                    await _first_of(stop.wait(), self.lease.held.wait())
+                    continue
+                try:
+                    handled = await self.dispatch_once()
+                except Exception:  # noqa: BLE001 - a bad moment of the database must not end the loop
+                    log.exception("dispatch_failed")
+                    handled = 0
+                if handled == 0:
+                    self._wakeup.clear()
+                    await _first_of(stop.wait(), self._wakeup.wait(), timeout=self._sms.idle_poll_seconds)
+        finally:
+            # Released only once the batch in hand is done: the next holder starts after it.
+            keeper_stop.set()
+            if keeper is not None:
+                await keeper
         log.info("dispatcher_stopped", worker=self._worker)
 
     async def dispatch_once(self) -> int:
@@ -315,6 +344,16 @@ class Dispatcher:
             attempt=attempts + 1,
             latency_ms=round(seconds * 1000, 2),
         )
+
+
+async def _first_of(*waits: Any, timeout: float | None = None) -> None:
+    """Until the first of ``waits`` (coroutines) is done, or ``timeout``; the rest are cancelled."""
+    waiters = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 def _as_aware(value: Any) -> dt.datetime:

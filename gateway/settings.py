@@ -84,6 +84,9 @@ class SmsSettings:
     # Base URL the providers can reach this gateway on (Kannel's dlr-url).
     public_base_url: str = "http://127.0.0.1:8080"
     run_dispatcher: bool = True
+    # Inside the server the dispatcher holds the database lease "dispatcher": one process
+    # at a time sends (several workers), another takes over this long after it died.
+    dispatcher_lease_seconds: int = 15
     parts_per_second: int = 50
     max_attempts: int = 6
     retry_base_seconds: int = 5
@@ -332,7 +335,7 @@ def _validate(settings: Settings) -> Settings:
         except ValueError as exc:
             raise SettingsError(f"sms.{key}: expected HH:MM, got {getattr(sms, key)!r}") from exc
     for key in ("parts_per_second", "max_attempts", "dispatch_batch", "dispatch_concurrency", "claim_lease_seconds",
-                "max_parts", "max_inbound_chars"):
+                "dispatcher_lease_seconds", "max_parts", "max_inbound_chars"):
         if getattr(sms, key) < 1:
             raise SettingsError(f"sms.{key} must be at least 1")
     otp = settings.otp

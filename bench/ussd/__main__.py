@@ -4,6 +4,14 @@ Starts the real gateway (SQLite, demo data, hop logging on as in production) and
 aiohttp endpoint, drives both with wrk over loopback with the same session script, and
 reports hops/s and p50/p99 latency of each and the throughput ratio. Results also go to
 bench/results/ussd.json. The machine is noisy: only the ratio within one run means much.
+
+``--workers N --database postgres`` (N > 1) measures the gateway on PostgreSQL as
+``python -m gateway run --workers 1`` and then ``--workers N`` in the same run, same load,
+and reports both and their ratio (results in bench/results/ussd-workers.json). The
+database is ``--database-url``, else ``$GATEWAY_BENCH_DATABASE_URL``, else
+``$GATEWAY_DATABASE_URL``: a scratch database (the demo data is loaded into it). wrk,
+PostgreSQL and the workers share the machine's cores: the figure is what N workers buy
+on this machine, not on a server with a core per worker.
 """
 
 from __future__ import annotations
@@ -72,7 +80,22 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="also measure `run --workers N` beside one worker (needs --database postgres)")
+    parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--database-url", help="the PostgreSQL database for --database postgres")
     options = parser.parse_args()
+    if options.workers < 1:
+        parser.error("--workers must be at least 1")
+    if options.database == "postgres" or options.workers > 1:
+        if options.database != "postgres":
+            parser.error("--workers N (N > 1) needs --database postgres: several workers need PostgreSQL")
+        url = (options.database_url or os.environ.get("GATEWAY_BENCH_DATABASE_URL")
+               or os.environ.get("GATEWAY_DATABASE_URL"))
+        if not url or url.partition("://")[0] not in ("postgres", "postgresql"):
+            parser.error("--database postgres needs --database-url postgres://... (or GATEWAY_BENCH_DATABASE_URL)")
+        workers_bench(options, url)
+        return
     wrk = ensure_wrk()
     python = sys.executable
 
@@ -136,6 +159,96 @@ def main() -> None:
         print(f"{name:10} {r['hops_per_s']:>10} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['errors']:>7}")
     print("screens shown by the gateway:", ", ".join(f"{k} {v}" for k, v in result["gateway_screens"].items()))
     print(f"throughput ratio gateway/bare: {result['throughput_ratio']} (target >= 0.4, p99 < 20 ms)")
+
+
+def postgres_codes(url: str) -> list[str]:
+    import asyncio
+
+    import asyncpg
+
+    async def read() -> list[str]:
+        conn = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
+        try:
+            rows = await conn.fetch("SELECT code FROM dossier WHERE code LIKE '000.32.22.H23-%' ORDER BY id")
+        finally:
+            await conn.close()
+        return [row["code"] for row in rows]
+
+    return asyncio.run(read())
+
+
+def screens_in(log: Path) -> dict[str, int]:
+    screens: dict[str, int] = {}
+    for line in open(log, errors="replace"):
+        if '"ussd_hop"' in line:
+            screen = json.loads(line)["screen"]
+            screens[screen] = screens.get(screen, 0) + 1
+    return dict(sorted(screens.items(), key=lambda kv: -kv[1]))
+
+
+def workers_bench(options: argparse.Namespace, url: str) -> None:
+    """`run --workers 1` and `run --workers N` on PostgreSQL, one after the other, same load."""
+    wrk = ensure_wrk()
+    python = sys.executable
+    counts = sorted({1, options.workers})
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Path(tmp) / "settings.toml"
+        settings.write_text('[logging]\nformat = "json"\n')
+        env = {**os.environ, "GATEWAY_SETTINGS": str(settings), "GATEWAY_SECRET_KEY": "bench",
+               "GATEWAY_DATABASE_URL": url}
+        subprocess.run([python, "-m", "gateway", "seed"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+        codes = postgres_codes(url)
+        args = codes[:12] + [f"tail:{code[-11:].replace('-', '')}" for code in codes[12:20]]
+        bare_port = free_port()
+        bare = subprocess.Popen([python, str(HERE / "bare.py"), str(bare_port)], cwd=ROOT)
+        try:
+            wait_ready(bare_port, "/ussd/at", method="POST")
+            run_wrk(wrk, bare_port, 2, options.connections, args)
+            results["bare"] = run_wrk(wrk, bare_port, options.seconds, options.connections, args)
+            for count in counts:
+                port = free_port()
+                log_path = Path(tmp) / f"gateway-{count}.log"
+                with open(log_path, "w") as log_sink:
+                    server = subprocess.Popen(
+                        [python, "-m", "gateway", "run", "--port", str(port), "--workers", str(count)],
+                        cwd=ROOT, env=env, stdout=log_sink, stderr=log_sink)
+                    try:
+                        wait_ready(port, "/healthz")
+                        run_wrk(wrk, port, 2, options.connections, args)  # warm every worker up
+                        result = run_wrk(wrk, port, options.seconds, options.connections, args)
+                    finally:
+                        server.terminate()
+                        server.wait(timeout=90)
+                result["screens"] = screens_in(log_path)
+                results[f"workers_{count}"] = result
+        finally:
+            bare.terminate()
+            bare.wait(timeout=10)
+
+    one, many = results["workers_1"], results[f"workers_{options.workers}"]
+    result = {
+        "database": "postgres",
+        "connections": options.connections,
+        "seconds": options.seconds,
+        "cpus": os.cpu_count(),
+        **results,
+        f"scaling_{options.workers}_over_1": round(many["hops_per_s"] / one["hops_per_s"], 3),
+        "ratio_1_worker_over_bare": round(one["hops_per_s"] / results["bare"]["hops_per_s"], 3),
+        f"ratio_{options.workers}_workers_over_bare": round(many["hops_per_s"] / results["bare"]["hops_per_s"], 3),
+    }
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / "ussd-workers.json").write_text(json.dumps(result, indent=2))
+    print(f"PostgreSQL, {options.connections} connections, {options.seconds} s each, {os.cpu_count()} CPUs")
+    print(f"{'':12} {'hops/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for name in ["bare"] + [f"workers_{count}" for count in counts]:
+        r = result[name]
+        print(f"{name:12} {r['hops_per_s']:>10} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['errors']:>7}")
+    for count in counts:
+        screens = result[f"workers_{count}"]["screens"]
+        print(f"screens, {count} worker(s):", ", ".join(f"{k} {v}" for k, v in list(screens.items())[:6]))
+    print(f"{options.workers} workers / 1 worker: {result[f'scaling_{options.workers}_over_1']}")
 
 
 if __name__ == "__main__":
