@@ -142,6 +142,10 @@ class RetentionSettings:
     lease_seconds: int = 120
     # OTP challenges (keyed hashes) are deleted this long after they expired.
     otp_challenge_hours: int = 24
+    # The one-stop system's event ids (replays are recognised by them) are kept this long.
+    dossier_event_days: int = 180
+    # The clerks' audit log (who did what, when, from which channel).
+    audit_log_days: int = 365
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,7 +355,7 @@ def _validate(settings: Settings) -> Settings:
         raise SettingsError(f"pin.scrypt_n must be a power of two, got {pin.scrypt_n}")
     retention = settings.retention
     for key in ("interval_seconds", "batch_size", "inbound_sms_days", "outbound_sms_days", "lease_seconds",
-                "otp_challenge_hours"):
+                "otp_challenge_hours", "dossier_event_days", "audit_log_days"):
         if getattr(retention, key) < 1:
             raise SettingsError(f"retention.{key} must be at least 1")
     if retention.session_grace_seconds < 0:

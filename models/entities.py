@@ -409,6 +409,7 @@ class DossierEvent(Model):
     class Meta:
         table = "dossier_event"
         unique_together = (("api_client_id", "event_id"),)
+        indexes = (("received_at",),)  # the purger's range
 
 
 class DossierNotification(Model):
@@ -427,7 +428,7 @@ class DossierNotification(Model):
 
     class Meta:
         table = "dossier_notification"
-        indexes = (("dossier_id", "created_at"), ("outbound_sms_id",))
+        indexes = (("dossier_id", "created_at"), ("outbound_sms_id",), ("created_at",))  # the last: the purger's
 
 
 class PostalRequest(Model):

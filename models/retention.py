@@ -13,7 +13,14 @@ What goes (cut-offs from ``[retention]``, ``[ussd]`` and ``[sms]``):
 - OTP challenges ``otp_challenge_hours`` after they expired (the portal may still ask how
   one ended until then), and rate counters whose window ended long ago (twice the longest
   window, an hour, after it began);
-- registrations started by SMS (``DK ...``) and never confirmed, once they expired.
+- registrations started by SMS (``DK ...``) and never confirmed, once they expired;
+- a dossier's notification records (which SMS it was told, or why not) as long as the
+  outbound SMS themselves (``outbound_sms_days``);
+- the one-stop system's event ids after ``dossier_event_days``: a replay older than that is
+  applied as an event again, and being older than the dossier's state, it moves nothing
+  and sends nothing;
+- console sessions once ended or idle past ``console.session_idle_minutes`` (plus
+  ``session_grace_seconds``), and audit records after ``audit_log_days``.
 
 Each statement touches at most ``batch_size`` rows (``DELETE ... WHERE id IN (SELECT id
 ... LIMIT n)``), and the loop is yielded between batches, so a large backlog never holds
@@ -48,6 +55,7 @@ class RetentionConfig(Protocol):
     retention: Any  # run_purger, interval_seconds, batch_size, session_grace_seconds, *_days, lease_seconds
     ussd: Any  # session_ttl_seconds, resume_window_seconds
     sms: Any  # inbound_duplicate_seconds
+    console: Any  # session_idle_minutes
 
 
 def _utcnow() -> dt.datetime:
@@ -93,8 +101,26 @@ _DELETE_SMS_REGISTRATIONS = (
     " SELECT id FROM sms_registration WHERE expires_at < ? LIMIT ?) RETURNING id"
 )
 
+_DELETE_NOTIFICATIONS = (
+    "DELETE FROM dossier_notification WHERE id IN ("
+    " SELECT id FROM dossier_notification WHERE created_at < ? LIMIT ?) RETURNING id"
+)
+_DELETE_DOSSIER_EVENTS = (
+    "DELETE FROM dossier_event WHERE id IN ("
+    " SELECT id FROM dossier_event WHERE received_at < ? LIMIT ?) RETURNING id"
+)
+_DELETE_CLERK_SESSIONS = (
+    "DELETE FROM clerk_session WHERE id IN ("
+    " SELECT id FROM clerk_session WHERE (ended=? OR last_seen_at < ?) AND last_seen_at < ? LIMIT ?) RETURNING id"
+)
+_DELETE_AUDIT = (
+    "DELETE FROM audit_log WHERE id IN ("
+    " SELECT id FROM audit_log WHERE at < ? LIMIT ?) RETURNING id"
+)
+
 COUNT_KEYS = ("ussd_sessions", "inbound_sms", "inbound_fingerprints", "otp_texts_cleared", "outbound_sms",
-              "otp_challenges", "rate_counters", "sms_registrations")
+              "otp_challenges", "rate_counters", "sms_registrations", "dossier_notifications", "dossier_events",
+              "clerk_sessions", "audit_log")
 
 
 class LeaseLost(Exception):
@@ -108,6 +134,7 @@ class Purger:
         self._retention = settings.retention
         self._ussd = settings.ussd
         self._sms = settings.sms
+        self._console = settings.console
         self._sql = sql
         self._clock = clock
         self._leases = Leases(sql)
@@ -140,6 +167,13 @@ class Purger:
             "outbound_sms": now - dt.timedelta(days=r.outbound_sms_days),
             "otp_challenges": now - dt.timedelta(hours=r.otp_challenge_hours),
             "rate_counters": now - 2 * LONGEST_WINDOW,
+            "dossier_notifications": now - dt.timedelta(days=r.outbound_sms_days),
+            "dossier_events": now - dt.timedelta(days=r.dossier_event_days),
+            # An ended session goes after the grace; one left open, once idle past the timeout too.
+            "clerk_sessions_ended": now - dt.timedelta(seconds=r.session_grace_seconds),
+            "clerk_sessions_idle": now - dt.timedelta(minutes=self._console.session_idle_minutes,
+                                                      seconds=r.session_grace_seconds),
+            "audit_log": now - dt.timedelta(days=r.audit_log_days),
         }
 
     async def purge_once(self, now: dt.datetime) -> dict[str, int]:
@@ -157,6 +191,11 @@ class Purger:
             ("otp_challenges", _DELETE_OTP_CHALLENGES, (cut["otp_challenges"],)),
             ("rate_counters", _DELETE_RATE_COUNTERS, (cut["rate_counters"],)),
             ("sms_registrations", _DELETE_SMS_REGISTRATIONS, (now,)),  # abandoned DK ... never confirmed
+            ("dossier_notifications", _DELETE_NOTIFICATIONS, (cut["dossier_notifications"],)),
+            ("dossier_events", _DELETE_DOSSIER_EVENTS, (cut["dossier_events"],)),
+            ("clerk_sessions", _DELETE_CLERK_SESSIONS,
+             (True, cut["clerk_sessions_idle"], cut["clerk_sessions_ended"])),
+            ("audit_log", _DELETE_AUDIT, (cut["audit_log"],)),
         )
         counts = dict.fromkeys(COUNT_KEYS, 0)
         for key, statement, params in steps:

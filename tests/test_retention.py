@@ -546,7 +546,8 @@ async def test_purge_command_purges_everything_due_and_respects_the_lease(make_c
         code, out, err = await run_cli(settings_file, "purge")
         assert code == 0, err
         assert out.strip() == (
-            "purged: 1 ussd_sessions, 1 inbound_sms, 1 inbound_fingerprints, 1 otp_texts_cleared, 2 outbound_sms, 0 otp_challenges, 0 rate_counters, 0 sms_registrations"
+            "purged: 1 ussd_sessions, 1 inbound_sms, 1 inbound_fingerprints, 1 otp_texts_cleared, 2 outbound_sms, 0 otp_challenges, 0 rate_counters, 0 sms_registrations,"
+            " 0 dossier_notifications, 0 dossier_events, 0 clerk_sessions, 0 audit_log"
         ), out
         assert await UssdSession.all().count() == 0 and await InboundSms.all().count() == 0
         assert await InboundFingerprint.all().count() == 0
