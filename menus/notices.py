@@ -96,6 +96,9 @@ class Notices:
         short = dict(ref=refs[-1], place=places[-1], **common)
         if kind is SmsKind.REMINDER:  # the pickup alert offered the post already
             yield self._compose(lang, kind, dossier, reminder, note=note, postal=False, **short)
+        elif dossier.mode is FilingMode.FULL and dossier.status is DossierStatus.READY:
+            # The desk hours go before the offer of the post: BUUDIEN is said nowhere else.
+            yield self._compose(lang, kind, dossier, reminder, note=note, hours=False, **short)
         yield self._compose(lang, kind, dossier, reminder, note=note, postal=False, hours=False, **short)
         # Last: the shortest form, with the note clipped to what fits.
         shortest = self._compose(lang, kind, dossier, reminder, note="", **short)

@@ -13,6 +13,7 @@ and PostgreSQL like the rest of the suite.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 from zoneinfo import ZoneInfo
@@ -199,3 +200,25 @@ def _misses(lang: str, mode: FilingMode, code: str, notification, sms) -> list[s
                                                                                       ref="").split(" ", 1)[0]:
             misses.append("that it is a reminder")
     return misses
+
+
+def test_beyond_the_catalogue_a_full_pickup_alert_drops_the_hours_before_the_post():
+    """Data longer than any agency's (an operator's own wording): the alert still fits one
+    part, and for a "toan trinh" dossier the offer of the post outlives the desk hours."""
+    from menus.notices import Notices
+    from menus.views import AgencyView, DossierView, Localized
+
+    hours = "Thu 2 den thu 6: sang 7h30-11h30, chieu 13h30-17h00; sang thu 7: 7h30-11h30 (tru ngay le, Tet)"
+    agency = AgencyView(1, AGENCY, LONGEST["name"], LONGEST["address"], Localized(hours, hours), LONGEST["hotline"])
+    dossier = DossierView(
+        id=1, code=CODES[-1], agency=agency, procedure_name=Localized(PROCEDURE_NAME["vi"], PROCEDURE_NAME["en"]),
+        applicant_name="An", applicant_phone="+84912345678", status=DossierStatus.READY, status_note="",
+        received_at=DUE, due_at=DUE, fee_due=FEE, pickup_place=LONGEST["address"], mode=FilingMode.FULL)
+    notices = Notices("Asia/Ho_Chi_Minh")
+    for lang in LANGS:
+        said = notices(lang, SmsKind.PICKUP, dossier)
+        prepared = prepare(said, Policy.UNACCENT)
+        assert (prepared.encoding, prepared.parts) == (Encoding.GSM7, 1), said
+        assert "BUUDIEN" in said and hours not in said and AMOUNT[lang] in said and ID_WORD[lang] in said, said
+        partial = notices(lang, SmsKind.PICKUP, dataclasses.replace(dossier, mode=FilingMode.PARTIAL))
+        assert "BUUDIEN" not in partial and prepare(partial, Policy.UNACCENT).parts == 1, partial
