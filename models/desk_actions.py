@@ -131,6 +131,20 @@ class DeskActions:
         await audit.record(tx, actor, "alert_resent", now, target=target.code, detail=_told(notified))
         return ActionResult(query, Verdict.SENT, target.code, target.id, notified)
 
+    async def postal_handled(self, tx: Tx, scope: Scope, actor: Actor, query: str, now: dt.datetime) -> ActionResult:
+        """The applicant's request for the result by post (BUUDIEN) is dealt with: it leaves
+        the waiting list. UNKNOWN when no request waits for the dossier."""
+        target = await self._resolve(tx, scope, query)
+        if isinstance(target, ActionResult):
+            return target
+        rows = await tx.fetch(
+            "UPDATE postal_request SET status=?, handled_at=? WHERE dossier_id=? AND status=? RETURNING id",
+            ("handled", now, target.id, "waiting"))
+        if not rows:  # none, or a click that came second: settled by the UPDATE
+            return ActionResult(query, Verdict.UNKNOWN, target.code, target.id)
+        await audit.record(tx, actor, "postal_handled", now, target=target.code)
+        return ActionResult(query, Verdict.DONE, target.code, target.id)
+
     async def alert_many(self, tx: Tx, scope: Scope, actor: Actor, queries: Sequence[str],
                          now: dt.datetime) -> list[ActionResult]:
         """A pickup alert for each code (marking it ready first), one result per code, in one

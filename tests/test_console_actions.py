@@ -263,6 +263,32 @@ async def test_postal_page_shows_only_the_clerks_agencies_waiting_requests(desk,
     assert body.index(ours) < body.index(theirs)  # oldest first
 
 
+async def test_a_postal_request_marked_handled_leaves_the_list_once(desk, clock):
+    now = clock.now
+    ours_id, ours = await _dossier(desk.sql, A, DossierStatus.READY, phone=DEMO_PHONE)
+    theirs_id, theirs = await _dossier(desk.sql, B, DossierStatus.PROCESSING)
+    await _postal(desk, ours_id, "waiting", now - dt.timedelta(hours=2))
+    await _postal(desk, theirs_id, "waiting", now - dt.timedelta(hours=1))
+    await desk.sign_in("mai", agencies=(A,), now=now)
+    page = await (await desk.client.get("/console/postal")).text()
+    assert f'action="/console/postal/{ours}/handled"' in page and theirs not in page
+    done = await desk.post(f"/console/postal/{ours}/handled")
+    assert done.status == 303 and done.headers["Location"] == "/console/postal"
+    assert await _flash(desk, "/console/postal") == VI["postal_done"].format(code=ours)
+    state = await desk.sql.fetch("SELECT status, handled_at FROM postal_request WHERE dossier_id=?", (ours_id,))
+    assert state[0][0] == "handled" and state[0][1] is not None
+    assert ("mai", "console", "postal_handled") in await _audit(desk, ours)
+    assert ours not in await (await desk.client.get("/console/postal")).text()
+    # A second click (another tab) changes nothing and says so.
+    again = await desk.post(f"/console/postal/{ours}/handled")
+    assert await _flash(desk, again.headers["Location"]) == VI["postal_not_waiting"].format(code=ours)
+    assert [a for a in await _audit(desk, ours) if a[2] == "postal_handled"] == [("mai", "console", "postal_handled")]
+    # Another agency's request: the same 404 as an unknown code, and it still waits.
+    assert (await desk.post(f"/console/postal/{theirs}/handled")).status == 404
+    assert (await desk.sql.fetch("SELECT status FROM postal_request WHERE dossier_id=?", (theirs_id,)))[0][0] == "waiting"
+    assert await _audit(desk, theirs) == []
+
+
 async def test_postal_page_says_when_none_waits(desk, clock):
     await desk.sign_in("mai", now=clock.now)
     body = await (await desk.client.get("/console/postal")).text()

@@ -53,6 +53,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/alerts/bulk", bulk_post, name="bulk_post")
     app.router.add_get("/alerts/today", today_page, name="today")
     app.router.add_get("/postal", postal_page, name="postal")
+    app.router.add_post("/postal/{code}/handled", postal_handled, name="postal_handled")
     app.router.add_get("/audit", audit_page, name="audit")
     app.router.add_get("/clerks", clerks_page, name="clerks")
     app.router.add_post("/clerks/{login}/disable", clerk_disable, name="clerk_disable")
@@ -337,6 +338,18 @@ async def postal_page(request: web.Request) -> web.Response:
     clerk = request[CLERK]
     requests = await desk.postal_waiting(request.config_dict[SQL], clerk.scope)
     return await page(request, "postal.html", requests=requests)
+
+
+async def postal_handled(request: web.Request) -> web.Response:
+    """A postal request dealt with (the result is on its way, or the applicant was called)."""
+    code = (await _own_dossier(request)).code
+    async with request.config_dict[SQL].transaction() as tx:
+        result = await request.config_dict[SERVICES].desk.postal_handled(
+            tx, request[CLERK].scope, _actor(request), code, now_of(request))
+    _log_action(request, "postal_handled", result)
+    flash(await get_session(request), "postal_done" if result.verdict is Verdict.DONE else "postal_not_waiting",
+          code=code)
+    return redirect(url(request, "postal"))
 
 
 async def today_page(request: web.Request) -> web.Response:
