@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from typing import Sequence
 
 from models.fastsql import Tx, as_datetime
 
@@ -72,13 +73,24 @@ def clean(text: str, limit: int) -> str:
     return _cut_numbers(" ".join(str(text).split()))[:limit]
 
 
+_INSERT = "INSERT INTO audit_log (at, clerk_id, actor, channel, action, target, detail) VALUES (?,?,?,?,?,?,?)"
+
+
+def _values(actor: Actor, action: str, now: dt.datetime, target: str, detail: str) -> tuple:
+    return (now, actor.clerk_id, clean(actor.name, _ACTOR_CHARS), actor.channel, action[:_ACTION_CHARS],
+            clean(target, _TARGET_CHARS), clean(detail, _DETAIL_CHARS))
+
+
 async def record(tx: Tx, actor: Actor, action: str, now: dt.datetime, target: str = "", detail: str = "") -> None:
     """One audit record, in the caller's transaction."""
-    await tx.fetch(
-        "INSERT INTO audit_log (at, clerk_id, actor, channel, action, target, detail) VALUES (?,?,?,?,?,?,?)",
-        (now, actor.clerk_id, clean(actor.name, _ACTOR_CHARS), actor.channel, action[:_ACTION_CHARS],
-         clean(target, _TARGET_CHARS), clean(detail, _DETAIL_CHARS)),
-    )
+    await tx.fetch(_INSERT, _values(actor, action, now, target, detail))
+
+
+async def record_many(tx: Tx, actor: Actor, now: dt.datetime, records: Sequence[tuple[str, str, str]]) -> None:
+    """Audit records (action, target, detail) of one actor's act on many things (a bulk
+    alert), in the caller's transaction and in one statement."""
+    if records:
+        await tx.execute_many(_INSERT, [_values(actor, action, now, target, detail) for action, target, detail in records])
 
 
 _COLUMNS = "id, at, clerk_id, actor, channel, action, target, detail"

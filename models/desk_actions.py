@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 from models import audit, dossier_code
@@ -83,16 +83,10 @@ class DeskActions:
 
     async def _change(self, tx: Tx, actor: Actor, target: _Target, status: DossierStatus, now: dt.datetime,
                       action: str) -> Notified | None:
+        # A one-stop change dated ahead of this clock does not make the clerk's act stale:
+        # the dossier service takes it as of that state.
         result = await self._dossiers.change_status(
             tx, target.id, StatusEvent(target.code, status, now), now, source=f"clerk:{actor.name}"[:40])
-        if result is not None and result.outcome is Outcome.STALE:
-            # The one-stop system dated its last change ahead of this clock: the clerk's act stands.
-            later = await tx.fetch("SELECT state_at FROM dossier WHERE id=?", (target.id,))
-            from models.fastsql import as_datetime
-
-            moment = as_datetime(later[0][0]) or now
-            result = await self._dossiers.change_status(
-                tx, target.id, StatusEvent(target.code, status, moment), now, source=f"clerk:{actor.name}"[:40])
         await audit.record(tx, actor, action, now, target=target.code,
                            detail=f"status {int(target.status)} -> {int(status)}")
         return result.notified if result is not None else None
@@ -148,14 +142,66 @@ class DeskActions:
     async def alert_many(self, tx: Tx, scope: Scope, actor: Actor, queries: Sequence[str],
                          now: dt.datetime) -> list[ActionResult]:
         """A pickup alert for each code (marking it ready first), one result per code, in one
-        transaction. A code named twice is alerted once."""
-        results, seen = [], set()
-        for query in queries[:MAX_BULK]:
-            result = await self.mark_ready(tx, scope, actor, query, now) if query not in seen else None
-            seen.add(query)
-            if result is not None:
-                results.append(result)
-        return results
+        transaction. A code named twice is alerted once. What ``mark_ready`` does for one,
+        written as one batch: the codes looked up together, the status changes, their SMS and
+        the audit records each written with one statement (or a few) for the whole list."""
+        queries = list(dict.fromkeys(queries[:MAX_BULK]))
+        targets = await self._resolve_many(tx, scope, queries)
+        results: list[ActionResult | None] = [None] * len(queries)
+        moving: list[tuple[int, _Target]] = []
+        first: dict[int, int] = {}  # dossier id -> index of its first query
+        again: list[tuple[int, int]] = []  # a code and its tail: one dossier, alerted once
+        for index, (query, target) in enumerate(zip(queries, targets)):
+            if isinstance(target, ActionResult):
+                results[index] = target
+            elif target.id in first:
+                again.append((index, first[target.id]))
+            elif target.status is DossierStatus.DELIVERED:
+                results[index] = ActionResult(query, Verdict.ALREADY_COLLECTED, target.code, target.id)
+            elif target.status is DossierStatus.READY:
+                results[index] = await self._resend(tx, actor, target, query, now)
+            else:
+                moving.append((index, target))
+            if not isinstance(target, ActionResult):
+                first.setdefault(target.id, index)
+        source = f"clerk:{actor.name}"[:40]
+        changed = await self._dossiers.change_statuses(
+            tx, [(t.id, StatusEvent(t.code, DossierStatus.READY, now)) for _, t in moving], now, source=source)
+        records = []
+        for (index, target), result in zip(moving, changed):
+            notified = result.notified if result is not None else None
+            records += [("status_changed", target.code, f"status {int(target.status)} -> {int(DossierStatus.READY)}"),
+                        ("alert_sent", target.code, _told(notified))]
+            results[index] = ActionResult(queries[index], Verdict.SENT, target.code, target.id, notified)
+        await audit.record_many(tx, actor, now, records)
+        for index, earlier in again:
+            results[index] = replace(results[earlier], query=queries[index])
+        return [result for result in results if result is not None]
+
+    async def _resolve_many(self, tx: Tx, scope: Scope, queries: Sequence[str]) -> list[_Target | ActionResult]:
+        """``_resolve`` for a list: the full codes read with one statement per chunk; a keypad
+        tail (rare in a pasted list) on its own."""
+        codes = {query: code.text for query in queries if (code := dossier_code.parse(query)) is not None}
+        found: dict[str, _Target] = {}
+        unique = sorted(set(codes.values()))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in await tx.fetch(f"SELECT id, code, agency_id, status FROM dossier WHERE code IN ({marks})", chunk):
+                found[row[1]] = _Target(row[0], row[1], row[2], DossierStatus(row[3]))
+        resolved: list[_Target | ActionResult] = []
+        for query in queries:
+            if query not in codes:
+                resolved.append(await self._resolve(tx, scope, query))
+                continue
+            target = found.get(codes[query])
+            if target is None:
+                resolved.append(ActionResult(query, Verdict.UNKNOWN))
+            elif not scope.allows(target.agency_id):
+                resolved.append(ActionResult(query, Verdict.OTHER_AGENCY, target.code))
+            else:
+                resolved.append(target)
+        return resolved
 
     async def preview_ready(self, tx: Tx, scope: Scope, query: str, lang: str | None = None) -> tuple[ActionResult, Any]:
         """The exact pickup SMS marking the dossier ready would send (as prepared for the

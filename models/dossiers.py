@@ -468,15 +468,32 @@ class DossierService:
                             source: str, debounce: bool = False) -> ItemResult | None:
         """A clerk's change (console, API, SMS command): applied now, its SMS without
         debounce unless asked. None if there is no such dossier."""
-        found = await self._rows(tx, "id=?", (dossier_id,), lock=True)
-        if not found:
-            return None
+        return (await self.change_statuses(tx, [(dossier_id, event)], now, source=source, debounce=debounce))[0]
+
+    async def change_statuses(self, tx: Tx, moves: Sequence[tuple[int, StatusEvent]], now: dt.datetime, *,
+                              source: str, debounce: bool = False) -> list[ItemResult | None]:
+        """Clerks' changes to many dossiers at once (a bulk alert), as one batch: the rows
+        read and locked together, the SMS and records written together. A clerk's act
+        stands: one dated before the state the one-stop system last gave is taken as of that
+        state (``state_at``), not refused as stale. None for an unknown dossier id."""
+        rows: dict[int, _Row] = {}
+        for chunk in _chunks(sorted({dossier_id for dossier_id, _ in moves})):
+            marks = ",".join("?" * len(chunk))
+            rows.update((row.id, row) for row in await self._rows(tx, f"id IN ({marks})", chunk, lock=True))
         batch = _Batch(self._outbox)
-        await batch.load(tx, [found[0].applicant_phone])
-        await batch.load_waiting(tx, [found[0].id])
-        result = await self._move(tx, found[0], event, now, source, batch, debounce=debounce)
+        await batch.load(tx, [row.applicant_phone for row in rows.values()])
+        await batch.load_waiting(tx, list(rows))
+        results: list[ItemResult | None] = []
+        for dossier_id, event in moves:
+            row = rows.get(dossier_id)
+            if row is None:
+                results.append(None)
+                continue
+            if row.state_at is not None and event.occurred_at < row.state_at:
+                event = replace(event, occurred_at=row.state_at)
+            results.append(await self._move(tx, row, event, now, source, batch, debounce=debounce))
         await batch.flush(tx)
-        return result
+        return results
 
     async def _move(self, tx: Tx, row: _Row, event: StatusEvent, now: dt.datetime, source: str,
                     batch: "_Batch", debounce: bool = True) -> ItemResult:
