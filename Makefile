@@ -55,6 +55,7 @@ bench: install
 	$(PY) -m bench.ussd
 	$(PY) -m bench.sms
 	$(PY) -m bench.sync
+	$(PY) -m bench.alerts
 
 ## After changing a model: write the migration that follows it.
 migrations: install
