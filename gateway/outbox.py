@@ -2,10 +2,11 @@
 a dispatcher sends the rows through the configured transport.
 
 Delivery guarantee: at least once. A message is claimed (status ``sending``, a lease)
-before it is sent, and the accepted messages of a batch are marked together after the
-batch; a dispatcher killed in between leaves claimed rows whose lease runs out, and they
-are sent again. Nothing is lost; a crash can duplicate the messages of the batch it was
-sending (at most ``dispatch_batch`` per dead dispatcher). Several dispatchers (processes, on
+before it is sent, and marked after it was sent, together with the others sent about the
+same time (about once a round, and in the transaction of the next claim); a dispatcher
+killed in between leaves claimed rows whose lease runs out, and they are sent again.
+Nothing is lost; a crash can duplicate the messages it held (claimed, not yet marked),
+never more than ``dispatch_batch`` per dead dispatcher. Several dispatchers (processes, on
 PostgreSQL) never claim the same row: claims use ``FOR UPDATE SKIP LOCKED`` there, and
 SQLite's single writer elsewhere.
 
@@ -13,8 +14,8 @@ One sender among workers: the server's dispatcher (``lease=True``) sends only wh
 holds the database lease "dispatcher" (``models.leases``); the other workers' dispatchers
 wait beside it and retry every third of ``sms.dispatcher_lease_seconds``, and one takes
 over when the holder stops (released at once) or dies (when the lease runs out). A
-dispatcher that lost its lease mid-batch finishes that batch: its rows stay its own (the
-claims and marks above), only the provider rate is briefly shared by two.
+dispatcher that lost its lease finishes the rows it holds, and claims no more: its rows
+stay its own (the claims and marks above), only the provider rate is briefly shared by two.
 
 Retries: transient failures back off exponentially (with jitter) up to ``max_attempts``;
 permanent failures stop at once; a message older than its time to live is expired rather
@@ -30,6 +31,7 @@ import datetime as dt
 import random
 import time
 import zoneinfo
+from collections import deque
 from typing import Any, Callable
 
 
@@ -132,6 +134,14 @@ class PartsThrottle:
 
     async def acquire(self, parts: int) -> None:
         need = min(parts, self._rate)
+        if not self._lock.locked():  # nobody waiting: take the tokens without the lock
+            now = self._monotonic()
+            tokens = min(self._rate, self._tokens + (now - self._stamp) * self._rate)
+            self._stamp = now
+            if tokens >= need:
+                self._tokens = tokens - need
+                return
+            self._tokens = tokens
         async with self._lock:
             while True:
                 now = self._monotonic()
@@ -172,6 +182,8 @@ _MARK_FINAL = (
     " claimed_by=NULL, claimed_until=NULL, text=CASE WHEN kind='otp' THEN '' ELSE text END"
     " WHERE id=? AND status='sending' AND claimed_by=?"
 )
+_MARKS = (_MARK_SENT, _MARK_RETRY, _MARK_FINAL)
+_SENT, _RETRY, _FINAL = range(3)
 # A send that takes longer than this is abandoned by its transport (they time out at 10 s).
 _SLOW_SEND_SECONDS = 15
 
@@ -183,10 +195,21 @@ def backoff_seconds(attempt: int, base: float, cap: float, rng: random.Random | 
 
 
 DISPATCHER_LEASE = "dispatcher"
+_ESSENTIAL_KINDS = frozenset(kind.value for kind in SmsKind if kind.essential)
 
 
 class Dispatcher:
     """Claims due messages and sends them. Run one per process (``run``), or call ``dispatch_once``.
+
+    ``dispatch_concurrency`` senders share the rows claimed. ``run`` keeps them all busy
+    from one claim to the next: when the claimed rows are all handed out, one sender makes
+    the next claim, for as many rows as bring what this dispatcher holds (claimed, not yet
+    marked) back to ``dispatch_batch``, while the others finish their sends. So it never
+    holds more than ``dispatch_batch`` rows, which bounds what a crash sends twice, and
+    there is no pause between batches. The marks of finished sends are written together:
+    about once a round (``dispatch_concurrency`` accepted), and in the transaction of each
+    claim (statements per message: a share of one claim and of one ``executemany``).
+    ``dispatch_once`` is one claim, sent and marked.
 
     With ``lease`` (the server's), ``run`` sends only while this process holds the database
     lease "dispatcher": one dispatcher among several workers at a time.
@@ -215,12 +238,17 @@ class Dispatcher:
                                      settings.sms.dispatcher_lease_seconds, clock)
         self._throttle = PartsThrottle(settings.sms.parts_per_second)
         self._quiet = quiet_hours(settings)
-        self._slots = asyncio.Semaphore(settings.sms.dispatch_concurrency)
+        self._batch = settings.sms.dispatch_batch
+        # No more sends in flight than rows held: the batch bounds both.
+        self._concurrency = max(1, min(settings.sms.dispatch_concurrency, self._batch))
         lock = " FOR UPDATE SKIP LOCKED" if sql.dialect == "postgres" else ""
         self._claims = (_CLAIM_ABANDONED.format(lock=lock), _CLAIM_DUE.format(lock=lock))
         self._wakeup = wakeup or asyncio.Event()
         self._paused_until = 0.0
-        self._sent: list[tuple[Any, ...]] = []
+        # Marks decided, not yet written: parameters of _MARK_SENT, _MARK_RETRY, _MARK_FINAL.
+        self._marks: tuple[list[tuple[Any, ...]], ...] = ([], [], [])
+        self._held = 0  # rows claimed by this dispatcher whose mark is not written yet
+        self._log = log
         rounds = -(-settings.sms.dispatch_batch // settings.sms.dispatch_concurrency)
         if settings.sms.claim_lease_seconds < rounds * _SLOW_SEND_SECONDS:
             log.warning(
@@ -242,7 +270,7 @@ class Dispatcher:
                     await _first_of(stop.wait(), self.lease.held.wait())
                     continue
                 try:
-                    handled = await self.dispatch_once()
+                    handled = await self._drain(stop)
                 except Exception:  # noqa: BLE001 - a bad moment of the database must not end the loop
                     log.exception("dispatch_failed")
                     handled = 0
@@ -250,7 +278,7 @@ class Dispatcher:
                     self._wakeup.clear()
                     await _first_of(stop.wait(), self._wakeup.wait(), timeout=self._sms.idle_poll_seconds)
         finally:
-            # Released only once the batch in hand is done: the next holder starts after it.
+            # Released only once the rows in hand are sent: the next holder starts after them.
             keeper_stop.set()
             if keeper is not None:
                 await keeper
@@ -258,87 +286,163 @@ class Dispatcher:
 
     async def dispatch_once(self) -> int:
         """Claim one batch of due messages and send it; returns how many were claimed."""
+        return await self._drain(None)
+
+    def _may_claim_again(self, stop: asyncio.Event | None) -> bool:
+        if stop is None:  # dispatch_once: one claim
+            return False
+        return not stop.is_set() and (self.lease is None or self.lease.held.is_set())
+
+    async def _drain(self, stop: asyncio.Event | None) -> int:
+        """Send what is due, claiming again each time the claimed rows are handed out, until
+        a claim finds nothing, ``stop`` is set or the lease is lost (``stop`` None: one claim
+        only). Every row claimed is sent (or released) and marked before it returns; returns
+        how many rows were claimed."""
+        # One bound logger for the drain's lines, not one built per line (as ``log.info`` does).
+        self._log = log.bind()
+        queue: deque[tuple[Any, ...]] = deque()
+        claimed = claims = 0
+        finished = False
+        failure: BaseException | None = None
+        refill = asyncio.Lock()
+
+        async def sender() -> None:
+            nonlocal claimed, claims, finished, failure
+            while True:
+                if not queue:
+                    if finished:
+                        return
+                    async with refill:  # one claim at a time; the others wait for its rows
+                        while not queue and not finished:
+                            if claims and not self._may_claim_again(stop):
+                                finished = True
+                                break
+                            try:
+                                got = await self._claim(queue)
+                            except Exception as exc:  # noqa: BLE001 - re-raised once the sends in flight are marked
+                                failure, finished = exc, True
+                                break
+                            claims += 1
+                            claimed += got
+                            if got == 0:
+                                finished = True
+                    continue
+                await self._send(queue.popleft())
+                if len(self._marks[_SENT]) >= self._concurrency:
+                    # About once a round: delivery reports matched by the provider's id must find it.
+                    try:
+                        await self._write_marks()
+                    except Exception as exc:  # noqa: BLE001 - kept, written with the next claim or at the end
+                        failure, finished = exc, True
+
+        try:
+            await asyncio.gather(*(sender() for _ in range(self._concurrency)))
+        finally:
+            await self._write_marks()  # whatever was sent is marked, even on the way out
+        if failure is not None:
+            raise failure
+        return claimed
+
+    async def _write_marks(self, claim_at: dt.datetime | None = None) -> list[tuple[Any, ...]]:
+        """Write the marks decided so far, in one transaction; with ``claim_at``, claim in the
+        same transaction as many rows as bring the held ones back to ``dispatch_batch``."""
+        marks = self._marks
+        written = sum(len(rows) for rows in marks)
+        if not written and claim_at is None:
+            return []
+        self._marks = ([], [], [])
+        claimed: list[tuple[Any, ...]] = []
+        try:
+            async with self._sql.transaction() as tx:
+                for statement, rows in zip(_MARKS, marks):
+                    if rows:
+                        await tx.execute_many(statement, rows)
+                if claim_at is not None:
+                    lease = claim_at + dt.timedelta(seconds=self._sms.claim_lease_seconds)
+                    room = self._batch - (self._held - written)
+                    for claim in self._claims:
+                        if room - len(claimed) > 0:
+                            claimed += await tx.fetch(claim, (self._worker, lease, claim_at, room - len(claimed)))
+        except BaseException:
+            for kept, rows in zip(self._marks, marks):  # not written: kept for the next try
+                kept[:0] = rows
+            raise
+        self._held += len(claimed) - written
+        return claimed
+
+    async def _claim(self, queue: deque[tuple[Any, ...]]) -> int:
+        """One claim (with the marks so far); the rows to send go to ``queue``, those that
+        must wait for quiet hours or have expired get their marks. Returns how many were claimed."""
         pause = self._paused_until - time.monotonic()
         if pause > 0:
             await asyncio.sleep(pause)
         now = self._clock()
-        lease = now + dt.timedelta(seconds=self._sms.claim_lease_seconds)
-        rows: list[tuple[Any, ...]] = []
-        for claim in self._claims:
-            room = self._sms.dispatch_batch - len(rows)
-            if room > 0:
-                rows += await self._sql.fetch(claim, (self._worker, lease, now, room))
+        rows = await self._write_marks(claim_at=now)
         if not rows:
             return 0
-        await asyncio.gather(*(self._send_one(row, now) for row in sorted(rows)))
-        await self._flush_sent()
+        worker = self._worker
+        release: dt.datetime | None = None
+        retry, final = self._marks[_RETRY], self._marks[_FINAL]
+        rows.sort()
+        for row in rows:
+            message_id, expires_at, kind, urgent = row[0], row[5], row[7], row[8]
+            if not urgent and kind not in _ESSENTIAL_KINDS:
+                # Quiet hours hold for retries and backlogs too, not only for new messages.
+                if release is None:
+                    release = self._quiet.release(now)
+                if release > now:
+                    retry.append((release, 0, "held for quiet hours", message_id, worker))
+                    continue
+            if _as_aware(expires_at) <= now:
+                final.append((SmsStatus.EXPIRED.value, 0, "expired before sending", "", message_id, worker))
+                log.info("sms_expired", sms_id=message_id)
+                continue
+            queue.append(row)
         return len(rows)
 
-    async def _flush_sent(self) -> None:
-        """Mark accepted messages together: one commit for many, not one each."""
-        sent, self._sent = self._sent, []
-        if sent:
-            await self._sql.execute_many(_MARK_SENT, sent)
-
-    async def _send_one(self, row: tuple[Any, ...], claimed_at: dt.datetime) -> None:
-        message_id, to, text, encoding, parts, expires_at, attempts, kind, urgent = row
-        if not urgent and not SmsKind(kind).essential:
-            # Quiet hours hold for retries and backlogs too, not only for new messages.
-            release = self._quiet.release(claimed_at)
-            if release > claimed_at:
-                await self._sql.fetch(_MARK_RETRY, (release, 0, "held for quiet hours", message_id, self._worker))
-                return
-        if _as_aware(expires_at) <= claimed_at:
-            await self._sql.fetch(
-                _MARK_FINAL, (SmsStatus.EXPIRED.value, 0, "expired before sending", "", message_id, self._worker)
-            )
-            log.info("sms_expired", sms_id=message_id)
-            return
+    async def _send(self, row: tuple[Any, ...]) -> None:
+        message_id, to, text, encoding, parts, _expires, attempts, _kind, _urgent = row
+        pause = self._paused_until - time.monotonic()
+        if pause > 0:  # the provider said it is saturated: everyone slows down
+            await asyncio.sleep(pause)
         message = OutgoingSms(message_id, to, text, Encoding(encoding), parts, self._sms.sender)
-        async with self._slots:
-            await self._throttle.acquire(parts)
-            started = time.perf_counter()
-            try:
-                result = await self._transport.send(message)
-            except Exception as exc:  # noqa: BLE001 - a transport bug must not lose the message
-                log.exception("transport_raised", sms_id=message_id)
-                result = SendResult(SendOutcome.RETRY, error=f"transport error: {type(exc).__name__}")
-        await self._record(message, attempts, result, time.perf_counter() - started)
+        await self._throttle.acquire(parts)
+        started = time.perf_counter()
+        try:
+            result = await self._transport.send(message)
+        except Exception as exc:  # noqa: BLE001 - a transport bug must not lose the message
+            log.exception("transport_raised", sms_id=message_id)
+            result = SendResult(SendOutcome.RETRY, error=f"transport error: {type(exc).__name__}")
+        self._record(message, attempts, result, time.perf_counter() - started)
 
-    async def _record(self, message: OutgoingSms, attempts: int, result: SendResult, seconds: float) -> None:
+    def _record(self, message: OutgoingSms, attempts: int, result: SendResult, seconds: float) -> None:
+        """The mark the result calls for, to write with the next ones; its metrics and log line."""
         now = self._clock()
         transport = self._transport.name
-        if result.outcome is SendOutcome.SENT:
-            self._sent.append((now, result.provider_id, transport, message.id, self._worker))
-            if len(self._sent) >= self._sms.dispatch_concurrency:
-                # About once a round: delivery reports matched by the provider's id must find it.
-                await self._flush_sent()
-        elif result.outcome is SendOutcome.THROTTLED:
+        outcome = result.outcome
+        if outcome is SendOutcome.SENT:
+            self._marks[_SENT].append((now, result.provider_id, transport, message.id, self._worker))
+        elif outcome is SendOutcome.THROTTLED:
             # The provider is saturated: slow everyone down a little, spend no attempt.
             self._paused_until = time.monotonic() + 1.0
-            await self._sql.fetch(
-                _MARK_RETRY, (now + dt.timedelta(seconds=1), 0, result.error[:300], message.id, self._worker)
-            )
-        elif result.outcome is SendOutcome.RETRY and attempts + 1 < self._sms.max_attempts:
+            self._marks[_RETRY].append((now + dt.timedelta(seconds=1), 0, result.error[:300], message.id, self._worker))
+        elif outcome is SendOutcome.RETRY and attempts + 1 < self._sms.max_attempts:
             delay = backoff_seconds(attempts + 1, self._sms.retry_base_seconds, self._sms.retry_max_seconds)
-            await self._sql.fetch(
-                _MARK_RETRY, (now + dt.timedelta(seconds=delay), 1, result.error[:300], message.id, self._worker)
-            )
+            self._marks[_RETRY].append(
+                (now + dt.timedelta(seconds=delay), 1, result.error[:300], message.id, self._worker))
         else:
-            error = result.error if result.outcome is SendOutcome.FAILED else f"gave up after {attempts + 1} attempts: {result.error}"
-            await self._sql.fetch(
-                _MARK_FINAL, (SmsStatus.FAILED.value, 1, error[:300], transport, message.id, self._worker)
-            )
+            error = result.error if outcome is SendOutcome.FAILED else f"gave up after {attempts + 1} attempts: {result.error}"
+            self._marks[_FINAL].append((SmsStatus.FAILED.value, 1, error[:300], transport, message.id, self._worker))
         if self._metrics is not None:
-            self._metrics.sms_sent.labels(transport, result.outcome.value).inc()
-            if result.outcome is SendOutcome.SENT:
+            self._metrics.sms_sent.labels(transport, outcome.value).inc()
+            if outcome is SendOutcome.SENT:
                 self._metrics.sms_parts.labels(transport).inc(message.parts)
-        log.info(
+        self._log.info(
             "sms_send",
             sms_id=message.id,
             to=mask(message.to),
             transport=transport,
-            outcome=result.outcome.value,
+            outcome=outcome.value,
             parts=message.parts,
             encoding=message.encoding.value,
             attempt=attempts + 1,

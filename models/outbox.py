@@ -16,7 +16,7 @@ from typing import Callable, Mapping, Sequence
 
 from models.entities import SmsKind, SmsStatus
 from models.fastsql import Tx
-from models.sms_text import GSM7_BASIC, GSM7_EXTENSION, Encoding, Policy, SmsText, fit_parts, prepare, units
+from models.sms_text import GSM7_BASIC, GSM7_EXTENSION, Encoding, Policy, SmsText, fit_parts, prepare, unaccent, units
 
 # ASCII that is not in GSM-7's basic table nor its extension (tab, backtick, controls).
 _ASCII_NOT_GSM7 = frozenset(chr(i) for i in range(128)) - GSM7_BASIC - GSM7_EXTENSION
@@ -37,6 +37,27 @@ def one_part_gsm7(text: str) -> SmsText | None:
         return None
     length = units(text, Encoding.GSM7)
     return SmsText(text, Encoding.GSM7, 1, length) if length <= _ONE_PART else None
+
+
+# ``unaccent`` one character at a time, as a translation table, for the characters where
+# that is the same as ``unaccent`` of the whole text: ASCII, Latin-1, Latin Extended-A/B,
+# the combining diacritics, Latin Extended Additional (every Vietnamese letter) and the
+# typography ``unaccent`` maps. After their marks are dropped these are starters that NFC
+# never composes with one another (only Hangul jamo and a few Indic vowel signs do), so
+# the whole text's NFD, strip and NFC give the concatenation of each character's.
+_LATIN = [*range(0x250), *range(0x300, 0x370), *range(0x1E00, 0x1F00), *range(0x2000, 0x2070), 0xFEFF]
+_UNACCENT_TABLE = {code: unaccent(chr(code)) for code in _LATIN if unaccent(chr(code)) != chr(code)}
+
+
+def unaccented_one_part(text: str) -> SmsText | None:
+    """``prepare(text, Policy.UNACCENT)`` for a text that unaccents to plain GSM-7 ASCII
+    of one part (a Vietnamese notice), by one ``str.translate``; None otherwise (measure it
+    in full). A character outside the table is left as it is by ``translate``; a text holding
+    one is never ASCII afterwards, unless it was ASCII, which the table covers."""
+    plain = text.translate(_UNACCENT_TABLE)
+    if not plain.isascii():
+        return None
+    return one_part_gsm7(plain)
 
 
 class QuietHours:
@@ -135,6 +156,23 @@ class OutboxWriter:
     async def opted_out(self, tx: Tx, phone: str) -> bool:
         return bool(await tx.fetch(_OPTED_OUT, (self._phone_key(phone), True)))
 
+    async def opted_out_many(self, tx: Tx, phones: Sequence[str]) -> set[str]:
+        """``opted_out`` for a batch (``message(..., opted_out=phone in result)``): the phones
+        that turned notifications off, read with one statement per 500 phones."""
+        keys: dict[str, list[str]] = {}
+        for phone in dict.fromkeys(phones):
+            keys.setdefault(self._phone_key(phone), []).append(phone)
+        unique = list(keys)
+        off: set[str] = set()
+        for start in range(0, len(unique), _ROWS_PER_INSERT):
+            chunk = unique[start:start + _ROWS_PER_INSERT]
+            rows = await tx.fetch(
+                f"SELECT phone_key FROM phone_preference WHERE notifications_off=? AND phone_key IN "
+                f"({','.join('?' * len(chunk))})", [True, *chunk])
+            for (key,) in rows:
+                off.update(keys[key])
+        return off
+
     def prepared(self, text: str, lang: str | None = None):
         """The text as ``enqueue`` would put it on the air: encoding, exact parts, cut."""
         prepared = prepare(text[: self._max_parts * 160 * 3 + 160], self._policy)
@@ -193,6 +231,8 @@ class OutboxWriter:
         # Work bounded before any measuring: nothing past the kept parts is ever sent
         # (x3: unaccenting decomposed text can shrink it by up to three).
         prepared = one_part_gsm7(text)
+        if prepared is None and self._policy is Policy.UNACCENT and len(text) <= 4 * _ONE_PART:
+            prepared = unaccented_one_part(text)
         if prepared is None:
             prepared = prepare(text[: self._max_parts * 160 * 3 + 160], self._policy)
             prepared = fit_parts(prepared, self._max_parts, self._markers[lang or self._default_lang])

@@ -514,3 +514,85 @@ async def test_a_report_that_overtakes_the_sent_mark_still_finds_its_message(qui
     await OutboundSms.filter(id=row.id).update(provider_id="ATXid_late", status=SmsStatus.SENT)
     assert await report is True
     assert (await OutboundSms.get(id=row.id)).status is SmsStatus.DELIVERED
+
+
+# -- the dispatcher's and the outbox writer's cheaper paths give what the full ones give --
+
+
+def test_unaccenting_by_table_is_unaccent_for_every_character_it_takes():
+    import random
+
+    from models.outbox import _LATIN, unaccented_one_part
+    from models.sms_text import Policy, prepare
+
+    others = ["가", "ᄀ", "ᅡ", "\u0b47", "\u0b3e", "€", "中", "\U0001F600", "`", "\t", "\x07"]
+    alphabet = [chr(code) for code in _LATIN] + others
+    for char in alphabet:
+        fast = unaccented_one_part(char)
+        assert fast is None or fast == prepare(char, Policy.UNACCENT), repr(char)
+    vietnamese = [c for c in alphabet if c.isascii() or "\u1ea0" <= c <= "\u1eff" or "\u0300" <= c <= "\u036f"
+                  or c in "đĐ…“”–"] + others
+    rng, hits = random.Random(11), 0
+    for _ in range(5000):
+        text = "".join(rng.choice(vietnamese) for _ in range(rng.randint(0, 170)))
+        fast = unaccented_one_part(text)
+        if fast is not None:
+            hits += 1
+            assert fast == prepare(text, Policy.UNACCENT), repr(text)
+    assert hits > 1000  # the fast path really ran
+    assert unaccented_one_part("Hồ sơ 000.32.22.H23 đã có kết quả.").text == "Ho so 000.32.22.H23 da co ket qua."
+    assert unaccented_one_part("가") is None and unaccented_one_part("x" * 161) is None
+
+
+async def test_opted_out_many_reads_the_phones_that_turned_notifications_off(quiet_client, settings, clock):
+    from gateway.outbox import outbox_writer
+
+    writer = outbox_writer(settings)
+    sql = open_runner(settings.database.url)
+    off, on = "+84912000111", "+84912000222"
+    await sql.fetch("INSERT INTO phone_preference (phone_key, notifications_off, updated_at) VALUES (?,?,?)",
+                    (writer.phone_key(off), True, clock.now))
+    async with sql.transaction() as tx:
+        assert await writer.opted_out_many(tx, [on, off, off]) == {off}
+        assert await writer.opted_out_many(tx, []) == set()
+        assert await writer.opted_out(tx, off) and not await writer.opted_out(tx, on)
+    await sql.close()
+
+
+async def test_a_run_keeps_claiming_within_the_batch_and_marks_everything(quiet_client, settings, clock):
+    """``run`` claims again as the rows are handed out, never holding more than
+    ``dispatch_batch`` unmarked rows, and leaves every row marked."""
+    outbox = Outbox(settings, clock)
+    for n in range(130):
+        await outbox.enqueue(f"+8491200{n:04d}", f"Tin {n}", SmsKind.INFO, urgent=True)
+    s = settings.replace(sms={"dispatch_batch": 25, "dispatch_concurrency": 10, "parts_per_second": 100000,
+                              "idle_poll_seconds": 0.05})
+    sql = open_runner(s.database.url)
+    held: list[int] = []
+
+    class Watching(ScriptedProvider):
+        async def send(self, message):
+            rows = await sql.fetch("SELECT count(*) FROM outbound_sms WHERE status='sending'")
+            held.append(rows[0][0])
+            await asyncio.sleep(0.001)
+            return await super().send(message)
+
+    provider = Watching([SendResult(SendOutcome.RETRY, error="once")])
+    dispatcher, sql2 = await dispatcher_for(s, provider, clock)
+    stop = asyncio.Event()
+    task = asyncio.create_task(dispatcher.run(stop))
+    try:
+        for _ in range(400):
+            if await OutboundSms.filter(status=SmsStatus.SENT).count() == 129:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await task
+    assert await OutboundSms.filter(status=SmsStatus.SENT).count() == 129
+    assert await OutboundSms.filter(status=SmsStatus.QUEUED, attempts=1, last_error="once").count() == 1
+    assert await OutboundSms.filter(status=SmsStatus.SENDING).count() == 0
+    assert len(provider.calls) == 130 and len({m.id for m in provider.calls}) == 130
+    assert max(held) <= 25
+    await sql.close()
+    await sql2.close()
