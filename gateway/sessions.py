@@ -11,14 +11,24 @@ work (``tx``), so the session and the hop's effects commit together or not at al
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from models.fastsql import SqlRunner, Tx, as_datetime
 
-import hashlib
-import hmac
+
+def _json(state: dict[str, Any]) -> str:
+    """The state as stored: compact JSON (no spaces), by orjson; what it refuses (a lone
+    surrogate, an int past 64 bits) by the stdlib encoder, as compact."""
+    try:
+        return orjson.dumps(state).decode()
+    except TypeError:
+        return json.dumps(state, separators=(",", ":"))
 
 _COLUMNS = "id, state, hops, last_request, last_reply, ended, updated_at, phone_key"
 
@@ -37,10 +47,20 @@ class RequestTrail:
     KEEP = 8
 
     def __init__(self, secret: str) -> None:
-        self._key = secret.encode()
+        # The keyed state once: each digest copies it rather than keying a new HMAC.
+        self._keyed = hmac.new(secret.encode(), digestmod=hashlib.sha256)
+        # A hop asks for the same request's digest several times (retry? then the new trail).
+        self._last: tuple[str, str] = ("", "")
 
     def digest(self, value: str) -> str:
-        return hmac.new(self._key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:16]
+        last = self._last
+        if last[0] == value and last[1]:
+            return last[1]
+        mac = self._keyed.copy()
+        mac.update(value.encode("utf-8", "surrogatepass"))
+        digest = mac.hexdigest()[:16]
+        self._last = (value, digest)
+        return digest
 
     @staticmethod
     def _parse(stored: str) -> tuple[int, list[str]]:
@@ -100,7 +120,7 @@ def _record(row: tuple[Any, ...]) -> SessionRecord:
     state = row[1]
     return SessionRecord(
         id=row[0],
-        state=json.loads(state) if isinstance(state, (str, bytes)) else state,
+        state=orjson.loads(state) if isinstance(state, (str, bytes)) else state,
         hops=row[2],
         last_request=row[3],
         last_reply=row[4],
@@ -129,7 +149,7 @@ class SessionStore:
             "INSERT INTO ussd_session (channel, external_id, phone_key, state, hops, last_request,"
             " last_reply, ended, created_at, updated_at) VALUES (?,?,?,?,1,?,?,?,?,?)"
             " ON CONFLICT (channel, external_id) DO NOTHING RETURNING id",
-            (channel, external_id, phone_key, json.dumps(state), last_request, last_reply, ended, now, now),
+            (channel, external_id, phone_key, _json(state), last_request, last_reply, ended, now, now),
         )
         return bool(rows)
 
@@ -141,7 +161,7 @@ class SessionStore:
         rows = await tx.fetch(
             "UPDATE ussd_session SET state=?, hops=?, last_request=?, last_reply=?, ended=?, updated_at=?"
             " WHERE id=? AND hops=? RETURNING id",
-            (json.dumps(state), record.hops + 1, last_request, last_reply, ended, now, record.id, record.hops),
+            (_json(state), record.hops + 1, last_request, last_reply, ended, now, record.id, record.hops),
         )
         return bool(rows)
 
@@ -153,7 +173,7 @@ class SessionStore:
         rows = await tx.fetch(
             "UPDATE ussd_session SET phone_key=?, state=?, hops=1, last_request=?, last_reply=?, ended=?,"
             " created_at=?, updated_at=? WHERE id=? AND hops=? RETURNING id",
-            (phone_key, json.dumps(state), last_request, last_reply, ended, now, now, record.id, record.hops),
+            (phone_key, _json(state), last_request, last_reply, ended, now, now, record.id, record.hops),
         )
         return bool(rows)
 

@@ -14,7 +14,7 @@ import zoneinfo
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from gateway.logs import get_logger
+from gateway.logs import canonical, get_logger
 from gateway.messages import UssdReply, UssdRequest, split_service_code
 from gateway.phones import mask, phone_key
 from gateway.settings import Settings
@@ -65,6 +65,10 @@ class UssdService:
         self._tz = zoneinfo.ZoneInfo(settings.locale.timezone)
         self._ttl = dt.timedelta(seconds=settings.ussd.session_ttl_seconds)
         self._resume_window = dt.timedelta(seconds=settings.ussd.resume_window_seconds)
+        self._secret = settings.security.secret_key
+        self._default_lang = settings.ussd.default_language
+        self._max_inputs = settings.ussd.max_inputs_per_hop
+        self._splits: dict[tuple[str, ...], tuple[str, tuple[str, ...]]] = {}
 
     def apology(self, lang: str | None = None) -> UssdReply:
         return UssdReply(text(lang or self._settings.ussd.default_language, T.SORRY_ERROR), end=True)
@@ -91,17 +95,18 @@ class UssdService:
     async def _hop(self, tx: Tx, request: UssdRequest, now: dt.datetime) -> HopOutcome:
         trail = self._trail
         retry_key = request.cumulative if request.cumulative is not None else request.hop_id
-        key = phone_key(request.msisdn, self._settings.security.secret_key)
+        key = phone_key(request.msisdn, self._secret)
         row = await self._sessions.get(request.channel, request.session_id)
         recycled = None
+        same_hop = False
         if row is not None:
             same_hop = retry_key is not None and trail.is_last(row.last_request, retry_key)
             if row.phone_key != key or (request.new and not (same_hop and row.hops == 1)):
                 # The provider reused a session id for another dialogue (another phone, or a
                 # fresh dial): nothing of the old one may leak into it.
                 recycled, row = row, None
-        if row is not None and not self._expired(row, now) and retry_key is not None and (
-            trail.is_last(row.last_request, retry_key) or self._is_older_hop(row, request)
+        if row is not None and retry_key is not None and (same_hop or self._is_older_hop(row, request)) and (
+            not self._expired(row, now)
         ):
             # A copy of the last hop, or a late copy of an earlier one (``4`` after ``4*9``):
             # the stored answer, and nothing moves.
@@ -112,7 +117,7 @@ class UssdService:
                 await self._sessions.end(row.id, now)
             return HopOutcome(UssdReply(text(lang, T.SESSION_EXPIRED), True), "expired", row.hops)
 
-        service_code, shortcut = split_service_code(request.service_code, await self._directory.service_codes())
+        service_code, shortcut = self._split(request.service_code, await self._directory.service_codes())
         agency = await self._directory.agency_for_service_code(service_code)
         ctx = HopContext(
             directory=self._directory,
@@ -126,7 +131,7 @@ class UssdService:
         superseded = None  # a dropped dialogue this hop offers to resume: ended with the hop
         if row is None:
             inputs = self._opening_inputs(request, shortcut)
-            if len(inputs) > self._settings.ussd.max_inputs_per_hop:
+            if len(inputs) > self._max_inputs:
                 return self._refusal(None, 0)
             reply, state, superseded = await self._open(ctx, request, inputs, key, now)
         else:
@@ -135,7 +140,7 @@ class UssdService:
                 inputs = trail.newest_inputs(row.last_request, request.cumulative)
             else:
                 inputs = [request.latest or ""]
-            if len(inputs) > self._settings.ussd.max_inputs_per_hop:
+            if len(inputs) > self._max_inputs:
                 return self._refusal(state.lang, row.hops)
             reply, state = await step(ctx, state, inputs or [""])
 
@@ -159,6 +164,16 @@ class UssdService:
             await self._sessions.end(superseded)  # offered once, then superseded
         await self._services.apply(tx, reply.effects, now)
         return HopOutcome(stored, state.frame.screen.value if state.stack else "goodbye", 1 if row is None else row.hops + 1)
+
+    def _split(self, dialled: str, known: list[str]) -> tuple[str, tuple[str, ...]]:
+        """``split_service_code``, remembered: a network dials a handful of strings."""
+        key = (dialled, *known)
+        found = self._splits.get(key)
+        if found is None:
+            if len(self._splits) >= 1024:
+                self._splits.clear()  # dial strings with typed inputs are unbounded
+            found = self._splits[key] = split_service_code(dialled, known)
+        return found
 
     def _is_older_hop(self, row: SessionRecord, request: UssdRequest) -> bool:
         """A cumulative text the session answered before (``4`` after ``4*9``; the empty
@@ -246,14 +261,13 @@ def _screen_of(state: dict) -> str:
 
 def log_hop(request: UssdRequest, outcome: HopOutcome, started: float) -> None:
     """The one canonical line per USSD hop."""
-    log.info(
-        "ussd_hop",
-        channel=request.channel,
-        session=request.session_id[-12:],
-        phone=mask(request.msisdn),
-        hop=outcome.hop,
-        screen=outcome.screen,
-        end=outcome.reply.end,
-        retry=outcome.retry,
-        latency_ms=round((time.perf_counter() - started) * 1000, 2),
-    )
+    canonical("ussd_hop", {
+        "channel": request.channel,
+        "session": request.session_id[-12:],
+        "phone": mask(request.msisdn),
+        "hop": outcome.hop,
+        "screen": outcome.screen,
+        "end": outcome.reply.end,
+        "retry": outcome.retry,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+    })

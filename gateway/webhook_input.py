@@ -13,7 +13,7 @@ from __future__ import annotations
 import codecs
 import json
 from typing import Any, Mapping
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 from aiohttp import web
 
@@ -85,6 +85,31 @@ def query_params(request: web.Request) -> dict[str, str]:
     return first
 
 
+def form_pairs(body: str, charset: str) -> list[tuple[str, str]]:
+    """``parse_qsl(body, keep_blank_values=True, encoding=charset, errors="strict",
+    max_num_fields=MAX_FIELDS)``, the same pairs and the same errors, at a fraction of its
+    per-field cost (no argument coercion; a segment without ``+`` or ``%`` is taken as it is)."""
+    if not body:
+        return []
+    if body.count("&") + 1 > MAX_FIELDS:
+        raise ValueError("Max number of fields exceeded")
+    pairs: list[tuple[str, str]] = []
+    for field in body.split("&"):
+        if not field:
+            continue
+        name, _, value = field.partition("=")
+        if "+" in name:
+            name = name.replace("+", " ")
+        if "%" in name:
+            name = unquote(name, encoding=charset, errors="strict")
+        if "+" in value:
+            value = value.replace("+", " ")
+        if "%" in value:
+            value = unquote(value, encoding=charset, errors="strict")
+        pairs.append((name, value))
+    return pairs
+
+
 async def form_params(
     request: web.Request, max_chars: int, query: Mapping[str, str] | None = None
 ) -> dict[str, str]:
@@ -98,8 +123,7 @@ async def form_params(
         charset = _charset(request)
         raw = await request.read()
         try:
-            pairs = parse_qsl(raw.decode(charset), keep_blank_values=True, encoding=charset,
-                              errors="strict", max_num_fields=MAX_FIELDS)
+            pairs = form_pairs(raw.decode(charset), charset)
         except UnicodeDecodeError:
             raise Refused(400, f"form body is not valid {charset}") from None
         except ValueError:

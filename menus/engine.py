@@ -21,7 +21,7 @@ import enum
 from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable, Mapping, Union
 
-from menus.render import Content, Page, Renderer
+from menus.render import Content, Renderer
 from menus.texts import LANGUAGES, T, text
 from menus.views import AgencyView, Directory
 from models.effects import Effect
@@ -146,33 +146,51 @@ class MenuState:
     def frame(self) -> Frame:
         return self.stack[-1]
 
-    # JSON form, for the session store.
+    # JSON form, for the session store. Defaults are left out (an empty ``a``, page 0, no
+    # choices, nothing resumable, not settled): a live session's row stays small, and a
+    # state written before (with every key) reads back the same.
     def to_json(self) -> dict[str, Any]:
-        return {
-            "lang": self.lang,
-            "stack": [_frame_json(f) for f in self.stack],
-            "choices": {k: _target_json(t) for k, t in self.choices.items()},
-            "resumable": [_frame_json(f) for f in self.resumable],
-            "settled": self.settled,
-        }
+        data: dict[str, Any] = {"lang": self.lang, "stack": [_frame_json(f) for f in self.stack]}
+        if self.choices:
+            data["choices"] = {k: _target_json(t) for k, t in self.choices.items()}
+        if self.resumable:
+            data["resumable"] = [_frame_json(f) for f in self.resumable]
+        if self.settled:
+            data["settled"] = True
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "MenuState":
+        choices = data.get("choices")
+        resumable = data.get("resumable")
         return cls(
-            lang=data["lang"],
-            stack=tuple(_frame_from(f) for f in data["stack"]),
-            choices={k: _target_from(t) for k, t in data.get("choices", {}).items()},
-            resumable=tuple(_frame_from(f) for f in data.get("resumable", ())),
-            settled=data.get("settled", False),
+            data["lang"],
+            tuple([_frame_from(f) for f in data["stack"]]),
+            {k: _target_from(t) for k, t in choices.items()} if choices else {},
+            tuple([_frame_from(f) for f in resumable]) if resumable else (),
+            data.get("settled", False),
         )
 
 
+_SCREENS: dict[str, "Screen"] = {screen.value: screen for screen in Screen}
+_COMMANDS: dict[str, "Command"] = {command.value: command for command in Command}
+_EMPTY: Mapping[str, Any] = {}
+
+
 def _frame_json(frame: Frame) -> dict[str, Any]:
-    return {"s": frame.screen.value, "a": dict(frame.args), "p": frame.page}
+    data: dict[str, Any] = {"s": frame.screen.value}
+    if frame.args:
+        data["a"] = dict(frame.args)
+    if frame.page:
+        data["p"] = frame.page
+    return data
 
 
 def _frame_from(data: Mapping[str, Any]) -> Frame:
-    return Frame(Screen(data["s"]), data.get("a", {}), data.get("p", 0))
+    screen = _SCREENS.get(data["s"])
+    if screen is None:
+        screen = Screen(data["s"])  # raises ValueError, as an unknown screen always has
+    return Frame(screen, data.get("a") or {}, data.get("p", 0))
 
 
 def _target_json(target: Target) -> dict[str, Any]:
@@ -180,7 +198,10 @@ def _target_json(target: Target) -> dict[str, Any]:
 
 
 def _target_from(data: Mapping[str, Any]) -> Target:
-    return Command(data["cmd"]) if "cmd" in data else _frame_from(data["go"])
+    if "cmd" in data:
+        command = _COMMANDS.get(data["cmd"])
+        return command if command is not None else Command(data["cmd"])
+    return _frame_from(data["go"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,17 +284,15 @@ async def render(ctx: HopContext, state: MenuState, notice: Notice | None = None
         values = {k: clip_echo(v) if isinstance(v, str) else v for k, v in notice.values.items()}
         notice_text = text(state.lang, notice.key, **values)
     assert ctx.renderer is not None
-    pages: list[Page[Target]] = ctx.renderer.pages(shown, state.lang, notice_text)
-    page_no = min(max(frame.page, 0), len(pages) - 1)
-    page = pages[page_no]
+    page, page_no = ctx.renderer.page(shown, state.lang, notice_text, frame.page)
     choices: dict[str, Target] = {key: item.target for key, item in page.choices.items()}
     if page.has_next:
         choices["9"] = Command.NEXT_PAGE
     if page.has_prev:
         choices["8"] = Command.PREV_PAGE
-    stack = state.stack[:-1] + (replace(frame, page=page_no),)
+    stack = state.stack if page_no == frame.page else state.stack[:-1] + (Frame(frame.screen, frame.args, page_no),)
     settled = not shown.prompt and not shown.items and not page.has_next
-    return Reply(page.text, shown.end), replace(state, stack=stack, choices=choices, settled=settled)
+    return Reply(page.text, shown.end), MenuState(state.lang, stack, choices, state.resumable, settled)
 
 
 def clip_echo(value: str, limit: int = 40) -> str:
@@ -294,9 +313,9 @@ async def step(ctx: HopContext, state: MenuState, inputs: list[str]) -> tuple[Re
             # Shortcut or caught-up inputs: each one is read against the screen it answers.
             reply, state = await render(ctx, state, notice)
             if reply.end:
-                return replace(reply, effects=tuple(effects)), state
+                return Reply(reply.text, reply.end, tuple(effects)), state
     reply, state = await render(ctx, state, notice)
-    return replace(reply, effects=tuple(effects)), state
+    return Reply(reply.text, reply.end, tuple(effects)) if effects else reply, state
 
 
 _NO_EFFECTS: tuple[Effect, ...] = ()
@@ -305,9 +324,9 @@ _NO_EFFECTS: tuple[Effect, ...] = ()
 async def _apply(ctx: HopContext, state: MenuState, value: str) -> tuple[MenuState, Notice | None, tuple[Effect, ...]]:
     frame = state.frame
     if value == "00":
-        return replace(state, stack=(Frame(Screen.MAIN),)), None, _NO_EFFECTS
+        return _with_stack(state, (Frame(Screen.MAIN),)), None, _NO_EFFECTS
     if value == "0":
-        return replace(state, stack=state.stack[:-1]), None, _NO_EFFECTS
+        return _with_stack(state, state.stack[:-1]), None, _NO_EFFECTS
     target = state.choices.get(value)
     if target is Command.NEXT_PAGE or target is Command.PREV_PAGE:
         delta = 1 if target is Command.NEXT_PAGE else -1
@@ -322,7 +341,7 @@ async def _apply(ctx: HopContext, state: MenuState, value: str) -> tuple[MenuSta
     if isinstance(target, Frame):
         enter = _REGISTRY[target.screen].on_enter
         if enter is None:
-            return replace(state, stack=state.stack + (target,)), None, _NO_EFFECTS
+            return _with_stack(state, state.stack + (target,)), None, _NO_EFFECTS
         return _follow(state, await enter(ctx, state.lang, target.args), default=target)
     handler = _REGISTRY[frame.screen].on_text
     if handler is not None and value:
@@ -342,8 +361,13 @@ def _follow(
         return state, decided, effects
     if decided is None:
         return state, None, effects
-    return replace(state, stack=state.stack + (decided,)), None, effects
+    return _with_stack(state, state.stack + (decided,)), None, effects
+
+
+def _with_stack(state: MenuState, stack: tuple[Frame, ...]) -> MenuState:
+    """``replace(state, stack=stack)``, without ``dataclasses.replace``'s per-call introspection."""
+    return MenuState(state.lang, stack, state.choices, state.resumable, state.settled)
 
 
 def _replace_top(state: MenuState, frame: Frame) -> MenuState:
-    return replace(state, stack=state.stack[:-1] + (frame,))
+    return _with_stack(state, state.stack[:-1] + (frame,))

@@ -88,8 +88,25 @@ class Renderer:
 
     def pages(self, content: Content[Target], lang: str, notice: str | None = None) -> list[Page[Target]]:
         """Lay ``content`` out in pages; ``notice`` (an error) takes the title's place."""
+        items = content.items
+        return [
+            Page(p.text, {k: items[i.target] for k, i in p.choices.items()}, p.has_prev, p.has_next)
+            for p in self._cached_layout(content, lang, notice)
+        ]
+
+    def page(self, content: Content[Target], lang: str, notice: str | None, number: int) -> tuple[Page[Target], int]:
+        """Page ``number`` of ``pages()`` (clamped to the pages there are), and which one it
+        is: a hop shows one page, so only that one is built."""
+        layout = self._cached_layout(content, lang, notice)
+        number = min(max(number, 0), len(layout) - 1)
+        laid = layout[number]
+        items = content.items
+        return Page(laid.text, {k: items[i.target] for k, i in laid.choices.items()}, laid.has_prev,
+                    laid.has_next), number
+
+    def _cached_layout(self, content: Content[Target], lang: str, notice: str | None) -> list[Page[int]]:
         # Layout depends only on the texts, so it is cached; the targets come from this content.
-        key = (lang, notice, content.title, content.body, tuple(i.label for i in content.items),
+        key = (lang, notice, content.title, content.body, tuple([i.label for i in content.items]),
                content.prompt, content.end, content.nav)
         layout = self._cache.get(key)
         if layout is None:
@@ -99,10 +116,7 @@ class Renderer:
             if len(self._cache) >= self.CACHE_SIZE:
                 self._cache.clear()
             self._cache[key] = layout
-        return [
-            Page(p.text, {k: content.items[i.target] for k, i in p.choices.items()}, p.has_prev, p.has_next)
-            for p in layout
-        ]
+        return layout
 
     def _layout(self, content: Content[int], lang: str, notice: str | None) -> list[Page[int]]:
         title = screen_text(notice or content.title)

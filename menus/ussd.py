@@ -75,8 +75,22 @@ def overdue_days(ctx: HopContext, dossier: DossierView) -> int:
 
 # Main menu ---------------------------------------------------------------------------
 
+# The main menu is the same for every caller of one agency: built once per language and name.
+_MAIN_MENUS: dict[tuple[str, str], Content[Target]] = {}
+
+
 @content(Screen.MAIN)
 async def main_menu(ctx: HopContext, lang: str, args: Mapping[str, Any]) -> Content[Target]:
+    key = (lang, _agency_name(ctx))
+    found = _MAIN_MENUS.get(key)
+    if found is None:
+        if len(_MAIN_MENUS) >= 256:
+            _MAIN_MENUS.clear()  # agencies renamed many times over: start again
+        found = _MAIN_MENUS[key] = _main_menu(lang, key[1])
+    return found
+
+
+def _main_menu(lang: str, agency_name: str) -> Content[Target]:
     items: list[Item[Target]] = [
         Item(text(lang, T.MAIN_LOOKUP), Frame(Screen.LOOKUP_ENTER)),
         Item(text(lang, T.MAIN_REGISTER), Frame(Screen.REGISTER)),
@@ -86,7 +100,7 @@ async def main_menu(ctx: HopContext, lang: str, args: Mapping[str, Any]) -> Cont
         Item(text(lang, T.MAIN_HELP), Frame(Screen.HELP)),
         Item(text(lang, T.MAIN_LANGUAGE), Command.TOGGLE_LANGUAGE),
     ]
-    return Content(text(lang, T.MAIN_TITLE, agency=_agency_name(ctx)), items=tuple(items), nav=False)
+    return Content(text(lang, T.MAIN_TITLE, agency=agency_name), items=tuple(items), nav=False)
 
 
 @content(Screen.RESUME)

@@ -313,3 +313,40 @@ async def test_a_form_sms_in_latin1_is_decoded_by_its_charset(client):
     [reply] = await sent_to(client, "0987542228")
     assert reply["text"].startswith("DVC")
 
+
+
+@pytest.mark.parametrize("body", [
+    "", "&", "a=1&&b=2", "a", "a=&=b", "text=1%2A2%2A3&phoneNumber=%2B84987542228", "x=a+b%20c",
+    "k%3D=v%26", "x=%ZZ", "x=%e1%bb%87",
+])
+def test_form_pairs_are_parse_qsl_pairs(body):
+    from urllib.parse import parse_qsl
+
+    from gateway.webhook_input import form_pairs
+
+    assert form_pairs(body, "utf-8") == parse_qsl(body, keep_blank_values=True, encoding="utf-8", errors="strict")
+
+
+def test_form_pairs_refuse_what_parse_qsl_refuses():
+    from gateway.webhook_input import MAX_FIELDS, form_pairs
+
+    with pytest.raises(ValueError):
+        form_pairs("&".join(["a=1"] * (MAX_FIELDS + 1)), "utf-8")
+    with pytest.raises(UnicodeDecodeError):
+        form_pairs("x=%ff", "utf-8")
+    assert len(form_pairs("&".join(["a=1"] * MAX_FIELDS), "utf-8")) == MAX_FIELDS
+
+
+def test_a_menu_state_stored_before_with_every_key_reads_back_the_same():
+    """States are now stored without their defaults; one written with every key (by an
+    earlier version, still live in the table at an upgrade) reads back to the same state."""
+    from menus.engine import MenuState
+
+    old = {"lang": "vi", "stack": [{"s": "main", "a": {}, "p": 0}, {"s": "lookup_result", "a": {"id": 7}, "p": 1}],
+           "choices": {"9": {"cmd": "next"}, "1": {"go": {"s": "postal_done", "a": {"id": 7}, "p": 0}}},
+           "resumable": [], "settled": False}
+    state = MenuState.from_json(old)
+    compact = state.to_json()
+    assert MenuState.from_json(compact) == state
+    assert compact["stack"][0] == {"s": "main"} and "resumable" not in compact and "settled" not in compact
+    assert len(json.dumps(compact)) < len(json.dumps(old))

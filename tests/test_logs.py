@@ -399,3 +399,33 @@ def test_a_server_that_cannot_start_says_so_in_json(tmp_path):
     entries = json_lines(done.stderr.decode())
     failed = [e for e in entries if e["event"] == "server_failed"]
     assert len(failed) == 1 and "Traceback" in failed[0]["exception"] and "OSError" in failed[0]["exception"]
+
+
+def test_the_canonical_line_is_the_same_chain_as_any_line(log_stream):
+    """``logs.canonical`` (the hop's fast path) renders what structlog's chain renders: the
+    bound context, level, a timestamp in the same format, and the same redaction."""
+    import structlog
+
+    structlog.contextvars.bind_contextvars(request_id="req-0987542228")
+    try:
+        logs.canonical("probe", {"phone": "0987542228", "session": "s-84987542228", "n": 1})
+        logs.get_logger("t").info("probe", phone="0987542228", session="s-84987542228", n=1)
+    finally:
+        structlog.contextvars.clear_contextvars()
+    fast, slow = json_lines(log_stream.getvalue())[-2:]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", fast["timestamp"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", slow["timestamp"])
+    fast.pop("timestamp"), slow.pop("timestamp")
+    assert fast == slow and fast["level"] == "info" and fast["n"] == 1
+    assert_no_personal_data(log_stream.getvalue())
+
+
+def test_the_canonical_line_obeys_the_level_and_works_unconfigured(log_stream):
+    stream = io.StringIO()
+    logs.configure("warning", "json", stream=stream)
+    logs.canonical("quiet", {"n": 1})
+    assert stream.getvalue() == ""
+    logs.configure("info", "json", stream=stream)
+    logs.canonical("loud", {"big": 2**70, 3: "non-string key"})  # what orjson refuses: the stdlib encoder
+    line = json.loads(stream.getvalue())
+    assert line["event"] == "loud" and line["big"] == 2**70
