@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 from bench.sync.__main__ import (
-    AGENCY, ROOT, PostgresBackend, SqliteBackend, batches, body_of, cpu_seconds, dossier_item, gateway_env,
-    gateway_settings, log_tail, push, setup, start_gateway, stop,
+    AGENCY, ROOT, batches, body_of, cpu_seconds, dossier_item, gateway_env,
+    gateway_settings, log_tail, open_backend, push, setup, start_gateway, stop,
 )
 
 
@@ -115,14 +115,7 @@ def main() -> None:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-alerts-") as tmp_name:
         tmp = Path(tmp_name)
-        if options.database == "postgres":
-            url = os.environ.get("GATEWAY_TEST_DATABASE_URL", "")
-            if not url.startswith(("postgres://", "postgresql://")):
-                parser.error("--database postgres needs GATEWAY_TEST_DATABASE_URL=postgres://... (.ci/postgres.sh start)")
-            backend = PostgresBackend(tmp, url)
-            backend.prepare()
-        else:
-            backend = SqliteBackend(tmp)
+        backend = open_backend(options.database, parser, tmp)
         try:
             settings = gateway_settings(backend, tmp)
             key = setup(backend, settings)

@@ -513,6 +513,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def open_backend(database: str, parser: argparse.ArgumentParser, tmp: Path):
+    """A scratch SQLite file in ``tmp``, or scratch databases on the server of
+    $GATEWAY_TEST_DATABASE_URL (dropped by ``cleanup``)."""
+    if database != "postgres":
+        return SqliteBackend(tmp)
+    url = os.environ.get("GATEWAY_TEST_DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        parser.error("--database postgres needs GATEWAY_TEST_DATABASE_URL=postgres://... (.ci/postgres.sh start)")
+    backend = PostgresBackend(tmp, url)
+    backend.prepare()
+    return backend
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Dossier sync throughput: the gateway's API against a bare insert")
     parser.add_argument("--dossiers", type=int, default=10000, help="dossiers, and then as many events (default 10000)")
@@ -529,14 +542,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp_name:
         tmp = Path(tmp_name)
-        if options.database == "postgres":
-            url = os.environ.get("GATEWAY_TEST_DATABASE_URL", "")
-            if not url.startswith(("postgres://", "postgresql://")):
-                parser.error("--database postgres needs GATEWAY_TEST_DATABASE_URL=postgres://... (.ci/postgres.sh start)")
-            backend = PostgresBackend(tmp, url)
-            backend.prepare()
-        else:
-            backend = SqliteBackend(tmp)
+        backend = open_backend(options.database, parser, tmp)
         try:
             settings = gateway_settings(backend, tmp)
             key = setup(backend, settings)
