@@ -429,3 +429,17 @@ def test_the_canonical_line_obeys_the_level_and_works_unconfigured(log_stream):
     logs.canonical("loud", {"big": 2**70, 3: "non-string key"})  # what orjson refuses: the stdlib encoder
     line = json.loads(stream.getvalue())
     assert line["event"] == "loud" and line["big"] == 2**70
+
+
+def test_the_canonical_line_goes_to_structlogs_capture_in_tests():
+    """structlog.testing.capture_logs swaps the processors for one that records and drops
+    the event: the hop's fast line must be recorded too, not raise out of the hop."""
+    from structlog.testing import capture_logs
+
+    logs.configure("info", "json", stream=io.StringIO())
+    try:
+        with capture_logs() as captured:
+            logs.canonical("ussd_hop", {"hop": 1, "phone": "+84987542228"})
+        assert [entry["event"] for entry in captured] == ["ussd_hop"]
+    finally:
+        logs.configure("info", "json")

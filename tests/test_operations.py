@@ -118,7 +118,8 @@ async def test_no_phone_number_or_otp_in_any_log_line_of_a_real_flow(client, pho
     finally:
         logs.configure("info", "json")
     rendered = stream.getvalue()
-    assert '"event": "ussd_hop"' in rendered and '"event": "sms_in"' in rendered and '"event": "sms_send"' in rendered
+    events = {json.loads(line)["event"] for line in rendered.splitlines() if line.startswith("{")}
+    assert {"ussd_hop", "sms_in", "sms_send"} <= events, events
     for secret in ("987542228", "912345678", "482913"):
         assert secret not in rendered, secret
 
