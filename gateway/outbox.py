@@ -266,8 +266,12 @@ class Dispatcher:
         try:
             while not stop.is_set():
                 if self.lease is not None and not self.lease.held.is_set():
+                    # Marks kept from a failed write are this dispatcher's to write, lease or
+                    # not (they only touch rows it still holds): else its sends go again.
+                    await self._write_pending_marks()
                     # Another process sends: wait until this one takes the lease (or stops).
-                    await _first_of(stop.wait(), self.lease.held.wait())
+                    await _first_of(stop.wait(), self.lease.held.wait(), timeout=self._sms.idle_poll_seconds
+                                    if any(self._marks) else None)
                     continue
                 try:
                     handled = await self._drain(stop)
@@ -278,11 +282,19 @@ class Dispatcher:
                     self._wakeup.clear()
                     await _first_of(stop.wait(), self._wakeup.wait(), timeout=self._sms.idle_poll_seconds)
         finally:
+            await self._write_pending_marks()
             # Released only once the rows in hand are sent: the next holder starts after them.
             keeper_stop.set()
             if keeper is not None:
                 await keeper
         log.info("dispatcher_stopped", worker=self._worker)
+
+    async def _write_pending_marks(self) -> None:
+        if any(self._marks):
+            try:
+                await self._write_marks()
+            except Exception:  # noqa: BLE001 - kept for the next try
+                log.exception("dispatch_marks_failed")
 
     async def dispatch_once(self) -> int:
         """Claim one batch of due messages and send it; returns how many were claimed."""
@@ -327,7 +339,13 @@ class Dispatcher:
                             if got == 0:
                                 finished = True
                     continue
-                await self._send(queue.popleft())
+                row = queue.popleft()
+                try:
+                    await self._send(row)
+                except Exception:  # noqa: BLE001 - one bad row must not stop the others, nor stay unmarked
+                    log.exception("dispatch_row_failed", sms_id=row[0])
+                    self._marks[_RETRY].append((self._clock() + dt.timedelta(seconds=self._sms.retry_base_seconds), 1,
+                                                "dispatcher error", row[0], self._worker))
                 if len(self._marks[_SENT]) >= self._concurrency:
                     # About once a round: delivery reports matched by the provider's id must find it.
                     try:
@@ -338,7 +356,12 @@ class Dispatcher:
         try:
             await asyncio.gather(*(sender() for _ in range(self._concurrency)))
         finally:
-            await self._write_marks()  # whatever was sent is marked, even on the way out
+            try:
+                await self._write_marks()  # whatever was sent is marked, even on the way out
+            finally:
+                # Every row claimed is marked now, or its mark waits unwritten: a row lost in
+                # between (a claim that failed half-way) is released by its claim lease.
+                self._held = sum(len(rows) for rows in self._marks)
         if failure is not None:
             raise failure
         return claimed

@@ -596,3 +596,24 @@ async def test_a_run_keeps_claiming_within_the_batch_and_marks_everything(quiet_
     assert max(held) <= 25
     await sql.close()
     await sql2.close()
+
+
+async def test_a_row_that_breaks_the_dispatcher_is_retried_and_the_others_go(quiet_client, settings, clock):
+    """An error outside the transport (here a row whose encoding is not one the gateway
+    knows) marks that row for a retry; the other rows are sent, none stays claimed, and the
+    dispatcher keeps its room to claim (run after run)."""
+    outbox = Outbox(settings, clock)
+    rows = [await outbox.enqueue(f"+8491200{n:04d}", f"Tin {n}", SmsKind.INFO, urgent=True) for n in range(12)]
+    sql = open_runner(settings.database.url)
+    await sql.fetch("UPDATE outbound_sms SET encoding='bogus' WHERE id=?", (rows[3].id,))
+    s = settings.replace(sms={"dispatch_batch": 5, "dispatch_concurrency": 3, "parts_per_second": 100000})
+    dispatcher, sql2 = await dispatcher_for(s, ScriptedProvider([]), clock)
+    for _ in range(6):
+        await dispatcher.dispatch_once()
+    assert await OutboundSms.filter(status=SmsStatus.SENT).count() == 11
+    broken = await OutboundSms.get(id=rows[3].id)
+    assert broken.status is SmsStatus.QUEUED and broken.attempts == 1 and broken.last_error == "dispatcher error"
+    assert await OutboundSms.filter(status=SmsStatus.SENDING).count() == 0
+    assert dispatcher._held == 0
+    await sql.close()
+    await sql2.close()
