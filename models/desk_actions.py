@@ -82,11 +82,14 @@ class DeskActions:
         return _Target(rows[0][0], rows[0][1], rows[0][2], DossierStatus(rows[0][3]))
 
     async def _change(self, tx: Tx, actor: Actor, target: _Target, status: DossierStatus, now: dt.datetime,
-                      action: str) -> Notified | None:
-        # A one-stop change dated ahead of this clock does not make the clerk's act stale:
-        # the dossier service takes it as of that state.
+                      action: str) -> Notified | None | Verdict:
+        """The change and its audit record; ALREADY_COLLECTED if it was collected meanwhile.
+        A one-stop change dated ahead of this clock does not make the clerk's act stale:
+        the dossier service takes it as just after that state."""
         result = await self._dossiers.change_status(
             tx, target.id, StatusEvent(target.code, status, now), now, source=f"clerk:{actor.name}"[:40])
+        if result is not None and result.outcome is Outcome.STALE:
+            return Verdict.ALREADY_COLLECTED
         await audit.record(tx, actor, action, now, target=target.code,
                            detail=f"status {int(target.status)} -> {int(status)}")
         return result.notified if result is not None else None
@@ -101,6 +104,8 @@ class DeskActions:
         if target.status is DossierStatus.READY:
             return await self._resend(tx, actor, target, query, now)
         notified = await self._change(tx, actor, target, DossierStatus.READY, now, "status_changed")
+        if notified is Verdict.ALREADY_COLLECTED:
+            return ActionResult(query, Verdict.ALREADY_COLLECTED, target.code, target.id)
         await audit.record(tx, actor, "alert_sent", now, target=target.code, detail=_told(notified))
         return ActionResult(query, Verdict.SENT, target.code, target.id, notified)
 
@@ -111,7 +116,7 @@ class DeskActions:
         if target.status is DossierStatus.DELIVERED:
             return ActionResult(query, Verdict.ALREADY_COLLECTED, target.code, target.id)
         notified = await self._change(tx, actor, target, DossierStatus.DELIVERED, now, "status_changed")
-        return ActionResult(query, Verdict.DONE, target.code, target.id, notified)
+        return ActionResult(query, Verdict.DONE, target.code, target.id, notified)  # twice: UNCHANGED
 
     async def resend(self, tx: Tx, scope: Scope, actor: Actor, query: str, now: dt.datetime) -> ActionResult:
         """The dossier's current alert again (GUI LAI)."""
@@ -169,6 +174,9 @@ class DeskActions:
             tx, [(t.id, StatusEvent(t.code, DossierStatus.READY, now)) for _, t in moving], now, source=source)
         records = []
         for (index, target), result in zip(moving, changed):
+            if result is not None and result.outcome is Outcome.STALE:  # collected meanwhile
+                results[index] = ActionResult(queries[index], Verdict.ALREADY_COLLECTED, target.code, target.id)
+                continue
             notified = result.notified if result is not None else None
             records += [("status_changed", target.code, f"status {int(target.status)} -> {int(DossierStatus.READY)}"),
                         ("alert_sent", target.code, _told(notified))]

@@ -474,8 +474,9 @@ class DossierService:
                               source: str, debounce: bool = False) -> list[ItemResult | None]:
         """Clerks' changes to many dossiers at once (a bulk alert), as one batch: the rows
         read and locked together, the SMS and records written together. A clerk's act
-        stands: one dated before the state the one-stop system last gave is taken as of that
-        state (``state_at``), not refused as stale. None for an unknown dossier id."""
+        stands: one dated before the state the one-stop system last gave is taken as just after
+        that state (``state_at``), not refused as stale. A dossier collected (10) since the
+        clerk looked is not moved back: STALE. None for an unknown dossier id."""
         rows: dict[int, _Row] = {}
         for chunk in _chunks(sorted({dossier_id for dossier_id, _ in moves})):
             marks = ",".join("?" * len(chunk))
@@ -489,8 +490,14 @@ class DossierService:
             if row is None:
                 results.append(None)
                 continue
-            if row.state_at is not None and event.occurred_at < row.state_at:
-                event = replace(event, occurred_at=row.state_at)
+            if row.status is DossierStatus.DELIVERED and event.status is not DossierStatus.DELIVERED:
+                # Collected since the clerk looked (read again here, under the lock): stays so.
+                results.append(ItemResult(Outcome.STALE, row.code))
+                continue
+            if row.state_at is not None and event.occurred_at <= row.state_at:
+                # Strictly after: an old one-stop event replayed later (its id purged) is then
+                # older than the clerk's act, and moves nothing.
+                event = replace(event, occurred_at=row.state_at + dt.timedelta(microseconds=1))
             results.append(await self._move(tx, row, event, now, source, batch, debounce=debounce))
         await batch.flush(tx)
         return results

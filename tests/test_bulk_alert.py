@@ -117,3 +117,31 @@ async def test_a_clerks_act_stands_against_a_state_dated_ahead_of_the_clock(clie
     for result in (single, bulk[0]):
         assert result.verdict is Verdict.SENT and result.notified.sms_id is not None
         assert (await Dossier.get(code=result.code)).status is DossierStatus.READY
+    # The one-stop system later replays its old events under new ids (the old ids purged):
+    # older than the clerk's act, they move nothing and send nothing.
+    sms_before = await OutboundSms.all().count()
+    status, body, _ = await desk.post("/dossiers/events", {"events": [
+        {"event_id": f"again-{n}", "code": code, "status": 4, "occurred_at": ahead.isoformat()}
+        for n, code in enumerate((one, two))]})
+    assert status == 200 and {r["outcome"] for r in body["results"]} == {"stale"}, body
+    assert {(await Dossier.get(code=c)).status for c in (one, two)} == {DossierStatus.READY}
+    assert await OutboundSms.all().count() == sms_before
+
+
+async def test_a_dossier_collected_since_the_clerk_looked_is_not_moved_back(client, desk, clock):  # noqa: F811
+    """The bulk alert reads its codes before it locks them: one collected in between (read
+    again under the lock) stays collected, and its applicant gets no pickup SMS."""
+    (code,) = await _push(desk, [1])
+    services, sql = client.app[SERVICES], client.app[SQL]
+    async with sql.transaction() as tx:
+        assert (await services.desk.mark_collected(tx, await _scope(client), ACTOR, code, clock.now)).verdict is Verdict.DONE
+    stored = await Dossier.get(code=code)
+    sms_before = await OutboundSms.all().count()
+    async with sql.transaction() as tx:
+        from models.dossiers import Outcome, StatusEvent
+
+        (result,) = await services.dossiers.change_statuses(
+            tx, [(stored.id, StatusEvent(code, DossierStatus.READY, clock.now))], clock.now, source="clerk:lan")
+    assert result.outcome is Outcome.STALE
+    assert (await Dossier.get(code=code)).status is DossierStatus.DELIVERED
+    assert await OutboundSms.all().count() == sms_before
