@@ -30,6 +30,14 @@ def _json(state: dict[str, Any]) -> str:
     except TypeError:
         return json.dumps(state, separators=(",", ":"))
 
+def _state(stored: str | bytes) -> dict[str, Any]:
+    """The stored state back: by orjson, or the stdlib for what only it wrote (see ``_json``)."""
+    try:
+        return orjson.loads(stored)
+    except orjson.JSONDecodeError:
+        return json.loads(stored)
+
+
 _COLUMNS = "id, state, hops, last_request, last_reply, ended, updated_at, phone_key"
 
 
@@ -120,7 +128,7 @@ def _record(row: tuple[Any, ...]) -> SessionRecord:
     state = row[1]
     return SessionRecord(
         id=row[0],
-        state=orjson.loads(state) if isinstance(state, (str, bytes)) else state,
+        state=_state(state) if isinstance(state, (str, bytes)) else state,
         hops=row[2],
         last_request=row[3],
         last_reply=row[4],

@@ -350,3 +350,12 @@ def test_a_menu_state_stored_before_with_every_key_reads_back_the_same():
     assert MenuState.from_json(compact) == state
     assert compact["stack"][0] == {"s": "main"} and "resumable" not in compact and "settled" not in compact
     assert len(json.dumps(compact)) < len(json.dumps(old))
+
+
+def test_a_session_state_only_the_stdlib_can_write_reads_back():
+    """orjson refuses a lone surrogate and an int past 64 bits; the stdlib writes them, and
+    the state must read back the same, not break every later hop of the session."""
+    from gateway.sessions import _json, _state
+
+    for state in ({"typed": "\ud800x"}, {"n": 2**70}, {"name": "Nguyễn", "page": 2}):
+        assert _state(_json(state)) == state
