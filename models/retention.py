@@ -15,7 +15,7 @@ What goes (cut-offs from ``[retention]``, ``[ussd]`` and ``[sms]``):
   window, an hour, after it began);
 - registrations started by SMS (``DK ...``) and never confirmed, once they expired;
 - a dossier's notification records (which SMS it was told, or why not) as long as the
-  outbound SMS themselves (``outbound_sms_days``);
+  outbound SMS themselves (``outbound_sms_days``), and never while its SMS still waits;
 - the one-stop system's event ids after ``dossier_event_days``: a replay older than that is
   applied as an event again, and being older than the dossier's state, it moves nothing
   and sends nothing;
@@ -101,9 +101,13 @@ _DELETE_SMS_REGISTRATIONS = (
     " SELECT id FROM sms_registration WHERE expires_at < ? LIMIT ?) RETURNING id"
 )
 
+# Only once its SMS is final or gone: a record whose SMS still waits (a backlog, quiet
+# hours) is how the sync supersedes it and how the dossier's history shows it.
 _DELETE_NOTIFICATIONS = (
     "DELETE FROM dossier_notification WHERE id IN ("
-    " SELECT id FROM dossier_notification WHERE created_at < ? LIMIT ?) RETURNING id"
+    " SELECT n.id FROM dossier_notification n WHERE n.created_at < ? AND NOT EXISTS ("
+    f"  SELECT 1 FROM outbound_sms o WHERE o.id = n.outbound_sms_id AND o.status NOT IN ({_FINAL}))"
+    " LIMIT ?) RETURNING id"
 )
 _DELETE_DOSSIER_EVENTS = (
     "DELETE FROM dossier_event WHERE id IN ("
