@@ -33,6 +33,13 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 
 
+def stop_servers(servers: list[subprocess.Popen]) -> None:
+    for server in servers:
+        server.terminate()
+    for server in servers:
+        server.wait(timeout=10)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -130,10 +137,7 @@ def main() -> None:
             if bare_again["hops_per_s"] > bare["hops_per_s"]:
                 bare = bare_again
         finally:
-            for server in servers:
-                server.terminate()
-            for server in servers:
-                server.wait(timeout=10)
+            stop_servers(servers)
             log_sink.close()
         # What the hops showed: proves the sessions walked real journeys, not error screens.
         screens: dict[str, int] = {}

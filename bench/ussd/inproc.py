@@ -32,19 +32,27 @@ def journeys(codes: list[str], tails: list[str]) -> list[list[str]]:
     return out
 
 
-async def run(database: Path, hops: int, profile: bool) -> None:
+async def app_in_process(log_level: str):
+    """The gateway app on the settings of the environment, started without a socket (its
+    start-up runs: migrations, caches), logging to /dev/null. Returns (app, runner)."""
     from aiohttp import web
 
     from gateway import logs
-    from gateway.app import USSD, create_app, log_hop
-    from gateway.providers import ussd_adapter
+    from gateway.app import create_app
     from gateway.settings import load
 
-    settings = load()
-    logs.configure("info", "json", open(os.devnull, "w"))
-    app = create_app(settings)
+    logs.configure(log_level, "json", open(os.devnull, "w"))
+    app = create_app(load())
     runner = web.AppRunner(app)
     await runner.setup()
+    return app, runner
+
+
+async def run(database: Path, hops: int, profile: bool) -> None:
+    from gateway.app import USSD, log_hop
+    from gateway.providers import ussd_adapter
+
+    app, runner = await app_in_process("info")
     with sqlite3.connect(database) as db:
         codes = [r[0] for r in db.execute("SELECT code FROM dossier WHERE code LIKE '000.32.22.H23-%' ORDER BY id")]
     plan = journeys(codes[:12], [c[-11:].replace("-", "") for c in codes[12:20]])

@@ -29,7 +29,7 @@ from collections import deque
 from pathlib import Path
 from urllib.parse import quote
 
-from bench.ussd.__main__ import ROOT, HERE, ensure_wrk, free_port, run_wrk, wait_ready
+from bench.ussd.__main__ import ROOT, HERE, ensure_wrk, free_port, run_wrk, stop_servers, wait_ready
 from bench.ussd.inproc import journeys
 
 
@@ -181,10 +181,7 @@ def main() -> None:
                 results[f"bare_at_{fraction}"] = asyncio.run(
                     open_loop(bare_port, rate, options.seconds, plan, f"b{fraction}"))
         finally:
-            for server in servers:
-                server.terminate()
-            for server in servers:
-                server.wait(timeout=10)
+            stop_servers(servers)
             log_sink.close()
             if os.environ.get("BENCH_KEEP_LOG"):
                 import shutil

@@ -67,19 +67,14 @@ async def sizes_postgres(sql) -> dict[str, int]:
 
 
 async def run(url: str, sessions: int, batch: int) -> dict:
-    from aiohttp import web
-
-    from gateway import logs
-    from gateway.app import SQL, USSD, create_app
+    from bench.ussd.inproc import app_in_process
+    from gateway.app import SQL, USSD
     from gateway.phones import phone_key
     from gateway.providers import ussd_adapter
     from gateway.settings import load
 
     settings = load()
-    logs.configure("warning", "json", open(os.devnull, "w"))
-    app = create_app(settings)
-    runner = web.AppRunner(app)
-    await runner.setup()
+    app, runner = await app_in_process("warning")
     try:
         service, sql = app[USSD], app[SQL]
         store = service._sessions
