@@ -29,6 +29,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench.ussd.inproc import BENCH_OTP_SETTINGS
+
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 
@@ -112,7 +114,7 @@ def main() -> None:
         gateway_port, bare_port = free_port(), free_port()
         settings.write_text(
             f'[server]\nport = {gateway_port}\n[database]\nurl = "sqlite://{database}"\n'
-            '[logging]\nformat = "json"\n'
+            '[logging]\nformat = "json"\n' + BENCH_OTP_SETTINGS
         )
         env = {**os.environ, "GATEWAY_SETTINGS": str(settings), "GATEWAY_SECRET_KEY": "bench"}
         subprocess.run([python, "-m", "gateway", "seed"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
@@ -198,7 +200,7 @@ def workers_bench(options: argparse.Namespace, url: str) -> None:
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         settings = Path(tmp) / "settings.toml"
-        settings.write_text('[logging]\nformat = "json"\n')
+        settings.write_text('[logging]\nformat = "json"\n' + BENCH_OTP_SETTINGS)
         env = {**os.environ, "GATEWAY_SETTINGS": str(settings), "GATEWAY_SECRET_KEY": "bench",
                "GATEWAY_DATABASE_URL": url}
         subprocess.run([python, "-m", "gateway", "seed"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)

@@ -30,7 +30,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from bench.ussd.__main__ import ROOT, HERE, ensure_wrk, free_port, run_wrk, stop_servers, wait_ready
-from bench.ussd.inproc import journeys
+from bench.ussd.inproc import BENCH_OTP_SETTINGS, journeys
 
 
 class Connection:
@@ -145,7 +145,7 @@ def main() -> None:
         settings = Path(tmp) / "settings.toml"
         gateway_port, bare_port = free_port(), free_port()
         settings.write_text(f'[server]\nport = {gateway_port}\n[database]\nurl = "sqlite://{database}"\n'
-                            '[logging]\nformat = "json"\n')
+                            '[logging]\nformat = "json"\n' + BENCH_OTP_SETTINGS)
         env = {**os.environ, "GATEWAY_SETTINGS": str(settings), "GATEWAY_SECRET_KEY": "bench"}
         subprocess.run([python, "-m", "gateway", "seed"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
         with sqlite3.connect(database) as db:

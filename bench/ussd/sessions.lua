@@ -1,5 +1,6 @@
 -- Full USSD sessions over the cumulative contract, one connection per wrk thread so the
--- hops of a session go out in order. Journeys mix dossier lookups and catalogue browsing.
+-- hops of a session go out in order. Journeys mix dossier lookups, catalogue browsing and
+-- registration (up to the code sent by SMS).
 -- Arguments (after --): dossier codes to look up, then "tail:" digit tails.
 
 local threads = {}
@@ -27,6 +28,12 @@ function init(args)
   table.insert(journeys, {"", "4", "4*9", "4*9*1", "4*9*1*9", "4*9*1*9*0", "4*9*1*9*0*8", "4*9*1*9*0*8*00",
                           "4*9*1*9*0*8*00*0"})
   table.insert(journeys, {"", "5", "5*00", "5*00*6", "5*00*6*9", "5*00*6*9*00", "5*00*6*9*00*0"})
+  -- Registration up to its code: consent, ID number, name, date of birth (the hop that
+  -- writes the code and its SMS), a wrong code (a checked attempt), main menu, goodbye.
+  local id, name, birth = "030090001234", "Nguyen Van An", "15031990"
+  local reg = "2*1*" .. id .. "*" .. name .. "*" .. birth
+  table.insert(journeys, {"", "2", "2*1", "2*1*" .. id, "2*1*" .. id .. "*" .. name, reg, reg .. "*000000",
+                          reg .. "*000000*00", reg .. "*000000*00*0"})
   journey, hop, session = (id % #journeys) + 1, 1, 0
   headers = {["Content-Type"] = "application/x-www-form-urlencoded"}
 end
