@@ -7,8 +7,8 @@ run a handful of fixed statements through one of these runners, written once wit
 - ``SqliteRunner``: the standard library's sqlite3, called synchronously on the event
   loop. A point read or write on a local WAL file takes tens of microseconds, several
   times less than handing it to a thread as the async driver does. Other processes may
-  share the file (WAL, busy timeout). A ``WalCheckpointer`` thread copies the WAL back into
-  the database file, so that no COMMIT on the event loop does.
+  share the file (WAL, busy timeout). A ``WalCheckpointer`` copies the WAL back into the
+  database file beside the loop, so that no COMMIT on the loop does.
 - ``TortoiseRunner``: any Tortoise connection (PostgreSQL via asyncpg), ``?`` turned
   into ``$n``.
 
@@ -31,11 +31,13 @@ import contextvars
 import datetime as dt
 import re
 import sqlite3
-import threading
 from contextlib import asynccontextmanager
 from typing import Any, AsyncContextManager, AsyncIterator, Callable, Protocol, Sequence, TypeVar
 
+import structlog
+
 T = TypeVar("T")
+_log = structlog.get_logger("gateway.sql")
 
 
 class Tx(Protocol):
@@ -113,17 +115,17 @@ class SqliteRunner:
     # the lock is never waited for here: the statement is retried after yielding the loop.
     BUSY_DEADLINE_SECONDS = 10.0
 
-    def __init__(self, path: str, checkpoints: bool = True) -> None:
+    def __init__(self, path: str) -> None:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         wal = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"  # not for :memory:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=0")
         self._lock = asyncio.Lock()
         self._checkpointer: WalCheckpointer | None = None
-        if wal and checkpoints and _loop_running():
+        if wal and _loop_running():
             # SQLite's own checkpoint runs inside the COMMIT that crosses its threshold, on
             # the event loop: 10-40 ms of copying with every request waiting. Left as a
-            # backstop only, should the thread stall.
+            # backstop only, should the checkpointer stall.
             self._db.execute(f"PRAGMA wal_autocheckpoint={WalCheckpointer.BACKSTOP_FRAMES}")
             self._checkpointer = WalCheckpointer(path, self._lock)
 
@@ -221,7 +223,9 @@ class WalCheckpointer:
 
     async def stop(self) -> None:
         self._stopped.set()
-        await self._task  # finishes the checkpoint under way: the connection is not in use after
+        # Lets the checkpoint under way finish (its connection is not in use after), and does
+        # not raise what ended the task (a cancelled loop, a bug already logged).
+        await asyncio.wait([self._task])
         self._db.close()
 
     async def _run(self) -> None:
@@ -234,7 +238,7 @@ class WalCheckpointer:
             try:
                 await self.checkpoint()
             except sqlite3.Error as exc:  # busy or locked by another process: the next round
-                _log_checkpoint_error(exc)
+                _log.warning("wal_checkpoint_failed", error=str(exc))
 
     async def checkpoint(self) -> None:
         _, log, _ = await asyncio.to_thread(self._pragma, "PASSIVE")
@@ -246,12 +250,6 @@ class WalCheckpointer:
 
     def _pragma(self, mode: str) -> tuple[int, int, int]:
         return self._db.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
-
-
-def _log_checkpoint_error(exc: Exception) -> None:
-    import structlog
-
-    structlog.get_logger("gateway.sql").warning("wal_checkpoint_failed", error=str(exc))
 
 
 class _SqliteTx:

@@ -118,3 +118,17 @@ def test_a_runner_made_outside_an_event_loop_keeps_sqlites_own_checkpoints(tmp_p
     assert runner._checkpointer is None
     assert runner._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
     asyncio.run(runner.close())
+
+
+async def test_closing_after_the_checkpoints_were_cancelled_still_closes(tmp_path):
+    """A loop shutting down cancels the task first: closing the runner then must not raise."""
+    path = str(tmp_path / "cancelled.sqlite3")
+    await _schema(path)
+    runner = SqliteRunner(path)
+    task = runner._checkpointer._task
+    task.cancel()
+    await asyncio.sleep(0)
+    await runner.close()
+    assert task.cancelled()
+    with pytest.raises(sqlite3.ProgrammingError):
+        runner._db.execute("SELECT 1")
