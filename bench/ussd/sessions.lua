@@ -30,10 +30,11 @@ function init(args)
   table.insert(journeys, {"", "5", "5*00", "5*00*6", "5*00*6*9", "5*00*6*9*00", "5*00*6*9*00*0"})
   -- Registration up to its code: consent, ID number, name, date of birth (the hop that
   -- writes the code and its SMS), a wrong code (a checked attempt), main menu, goodbye.
-  local id, name, birth = "030090001234", "Nguyen Van An", "15031990"
-  local reg = "2*1*" .. id .. "*" .. name .. "*" .. birth
-  table.insert(journeys, {"", "2", "2*1", "2*1*" .. id, "2*1*" .. id .. "*" .. name, reg, reg .. "*000000",
-                          reg .. "*000000*00", reg .. "*000000*00*0"})
+  -- (Not named "id": that is the thread's number, which spreads the threads over journeys.)
+  local id_number, name, birth = "030090001234", "Nguyen Van An", "15031990"
+  local reg = "2*1*" .. id_number .. "*" .. name .. "*" .. birth
+  table.insert(journeys, {"", "2", "2*1", "2*1*" .. id_number, "2*1*" .. id_number .. "*" .. name, reg,
+                          reg .. "*000000", reg .. "*000000*00", reg .. "*000000*00*0"})
   journey, hop, session = (id % #journeys) + 1, 1, 0
   headers = {["Content-Type"] = "application/x-www-form-urlencoded"}
 end
