@@ -1,9 +1,12 @@
 """Run the USSD benchmark: ``python -m bench.ussd [--seconds 15] [--connections 50]``.
 
-Starts the real gateway (SQLite, demo data, hop logging on as in production) and a bare
-aiohttp endpoint, drives both with wrk over loopback with the same session script, and
-reports hops/s and p50/p99 latency of each and the throughput ratio. Results also go to
-bench/results/ussd.json. The machine is noisy: only the ratio within one run means much.
+Starts the real gateway (SQLite, demo data, hop logging on as in production), a bare
+aiohttp endpoint, and the "edge": the gateway with its hop answered from memory
+(``bench/ussd/edge.py``), the most that any work on the hop could reach. Drives each with
+wrk over loopback with the same session script, and reports hops/s, p50/p99 latency and
+the server's CPU per hop of each, and the throughput ratios. Results also go to
+bench/results/ussd.json. The machine is noisy: only ratios within one run mean much, and
+CPU per hop moves less than hops/s.
 
 ``--workers N --database postgres`` (N > 1) measures the gateway on PostgreSQL as
 ``python -m gateway run --workers 1`` and then ``--workers N`` in the same run, same load,
@@ -68,14 +71,28 @@ def ensure_wrk() -> str:
     return shutil.which("wrk") or "wrk"
 
 
-def run_wrk(wrk: str, port: int, seconds: int, connections: int, args: list[str]) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU a process has used so far (Linux), None where /proc is not."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(wrk: str, port: int, seconds: int, connections: int, args: list[str],
+            server_pid: int | None = None) -> dict[str, float]:
+    """One wrk run; with ``server_pid``, also the server's CPU per hop. Unlike hops/s, that
+    figure barely moves with what else the machine runs (wrk itself takes a core)."""
     run_id = f"run:{time.monotonic_ns():x}"  # fresh session ids for every run
     command = [wrk, "-t", str(connections), "-c", str(connections), "-d", f"{seconds}s", "--latency",
                "-s", str(HERE / "sessions.lua"), f"http://127.0.0.1:{port}", "--", run_id, *args]
+    cpu_before = cpu_seconds(server_pid) if server_pid else None
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    cpu_after = cpu_seconds(server_pid) if server_pid else None
     line = next(l for l in output.splitlines() if l.startswith("RESULT "))
     requests, duration_us, errors, p50, p99, mean = line.split()[1:]
-    return {
+    result = {
         "hops_per_s": round(int(requests) / (int(duration_us) / 1e6), 1),
         "p50_ms": float(p50),
         "p99_ms": float(p99),
@@ -83,6 +100,9 @@ def run_wrk(wrk: str, port: int, seconds: int, connections: int, args: list[str]
         "errors": int(errors),
         "requests": int(requests),
     }
+    if cpu_before is not None and cpu_after is not None and int(requests):
+        result["server_cpu_us_per_hop"] = round((cpu_after - cpu_before) / int(requests) * 1e6, 1)
+    return result
 
 
 def main() -> None:
@@ -123,48 +143,61 @@ def main() -> None:
         args = codes[:12] + [f"tail:{code[-11:].replace('-', '')}" for code in codes[12:20]]
 
         log_sink = open(Path(tmp) / "gateway.log", "w")
+        edge_sink = open(Path(tmp) / "edge.log", "w")
+        edge_port = free_port()
         servers = [
             subprocess.Popen([python, "-m", "gateway", "run"], cwd=ROOT, env=env, stdout=log_sink, stderr=log_sink),
             subprocess.Popen([python, str(HERE / "bare.py"), str(bare_port)], cwd=ROOT),
+            # The gateway with its hop answered from memory: the most hop work could reach.
+            subprocess.Popen([python, "-m", "bench.ussd.edge", "run", "--port", str(edge_port)], cwd=ROOT, env=env,
+                             stdout=edge_sink, stderr=edge_sink),
         ]
+        gateway_pid, bare_pid, edge_pid = (server.pid for server in servers)
         try:
             wait_ready(gateway_port, "/healthz")
             wait_ready(bare_port, "/ussd/at", method="POST")
-            # Warm both up, then measure: bare, gateway, bare again (the best of each is kept).
-            run_wrk(wrk, bare_port, 2, options.connections, args)
-            run_wrk(wrk, gateway_port, 2, options.connections, args)
-            bare = run_wrk(wrk, bare_port, options.seconds, options.connections, args)
-            gateway = run_wrk(wrk, gateway_port, options.seconds, options.connections, args)
-            bare_again = run_wrk(wrk, bare_port, options.seconds, options.connections, args)
+            wait_ready(edge_port, "/ussd/at", method="POST")  # its one real hop: the main menu
+            # Warm all up, then measure: bare, gateway, edge, bare again (the best bare is kept).
+            for port in (bare_port, gateway_port, edge_port):
+                run_wrk(wrk, port, 2, options.connections, args)
+            bare = run_wrk(wrk, bare_port, options.seconds, options.connections, args, bare_pid)
+            gateway = run_wrk(wrk, gateway_port, options.seconds, options.connections, args, gateway_pid)
+            edge = run_wrk(wrk, edge_port, options.seconds, options.connections, args, edge_pid)
+            bare_again = run_wrk(wrk, bare_port, options.seconds, options.connections, args, bare_pid)
             if bare_again["hops_per_s"] > bare["hops_per_s"]:
                 bare = bare_again
         finally:
             stop_servers(servers)
             log_sink.close()
+            edge_sink.close()
         # What the hops showed: proves the sessions walked real journeys, not error screens.
-        screens: dict[str, int] = {}
-        for line in open(Path(tmp) / "gateway.log"):
-            if '"ussd_hop"' in line:
-                screen = json.loads(line)["screen"]
-                screens[screen] = screens.get(screen, 0) + 1
+        screens = screens_in(Path(tmp) / "gateway.log")
+        edge_screens = screens_in(Path(tmp) / "edge.log")
 
     result = {
         "connections": options.connections,
         "seconds": options.seconds,
         "bare": bare,
         "gateway": gateway,
+        "edge": edge,
         "throughput_ratio": round(gateway["hops_per_s"] / bare["hops_per_s"], 3),
-        "gateway_screens": dict(sorted(screens.items(), key=lambda kv: -kv[1])),
+        "edge_ratio": round(edge["hops_per_s"] / bare["hops_per_s"], 3),
+        "gateway_screens": screens,
+        "edge_screens": edge_screens,
     }
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(exist_ok=True)
     (out_dir / "ussd.json").write_text(json.dumps(result, indent=2))
-    print(f"{'':10} {'hops/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
-    for name in ("bare", "gateway"):
+    print(f"{'':10} {'hops/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'CPU us/hop':>11}")
+    for name in ("bare", "gateway", "edge"):
         r = result[name]
-        print(f"{name:10} {r['hops_per_s']:>10} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['errors']:>7}")
+        cpu = r.get("server_cpu_us_per_hop", "-")
+        print(f"{name:10} {r['hops_per_s']:>10} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['errors']:>7} {cpu:>11}")
     print("screens shown by the gateway:", ", ".join(f"{k} {v}" for k, v in result["gateway_screens"].items()))
+    print("screens shown by the edge (one real hop, then its answer):",
+          ", ".join(f"{k} {v}" for k, v in result["edge_screens"].items()))
     print(f"throughput ratio gateway/bare: {result['throughput_ratio']} (target >= 0.4, p99 < 20 ms)")
+    print(f"edge/bare (the gateway with a hop that costs nothing): {result['edge_ratio']}")
 
 
 def postgres_codes(url: str) -> list[str]:
