@@ -2,8 +2,8 @@
 
 Seeds a scratch SQLite database, builds the real app (its start-up included) and plays the
 same journeys as ``sessions.lua`` straight into the webhook's parse + ``UssdService.handle``
-+ the canonical log line, logging JSON to /dev/null. Prints microseconds per hop; with
-``--profile`` a cProfile of the hops. A tool for finding costs, not a figure for the README
++ the canonical log line, logging JSON to /dev/null. Prints microseconds per hop, and per
+screen shown (which hops cost the most in all); with ``--profile`` a cProfile of the hops. A tool for finding costs, not a figure for the README
 (that is ``python -m bench.ussd``, over HTTP against a bare endpoint).
 """
 
@@ -68,6 +68,7 @@ async def run(database: Path, hops: int, profile: bool) -> None:
     plan = journeys(codes[:12], [c[-11:].replace("-", "") for c in codes[12:20]])
     adapter = ussd_adapter("at")
     service = app[USSD]
+    by_screen: dict[str, list[float]] = {}  # screen -> [hops, seconds]
 
     async def play(count: int, tag: str) -> None:
         done, session = 0, 0
@@ -81,10 +82,14 @@ async def run(database: Path, hops: int, profile: bool) -> None:
                     parsed = adapter.parse_ussd(form)
                     outcome = await service.handle(parsed)
                     log_hop(parsed, outcome, started)
+                    spent = by_screen.setdefault(outcome.screen, [0, 0.0])
+                    spent[0] += 1
+                    spent[1] += time.perf_counter() - started
                     done += 1
                     await asyncio.sleep(0)  # the loop turns between requests, as in a server
 
     await play(2000, "warm")
+    by_screen.clear()
     profiler = cProfile.Profile() if profile else None
     started, cpu = time.perf_counter(), time.process_time()
     if profiler:
@@ -95,6 +100,10 @@ async def run(database: Path, hops: int, profile: bool) -> None:
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     print(f"{hops} hops in {elapsed:.2f} s: {elapsed / hops * 1e6:.1f} us/hop wall, {cpu / hops * 1e6:.1f} us/hop CPU"
           f" ({hops / elapsed:.0f} hops/s)")
+    total = sum(seconds for _, seconds in by_screen.values())
+    print("screen                 hops  us/hop  share of the time")
+    for screen, (count, seconds) in sorted(by_screen.items(), key=lambda kv: -kv[1][1]):
+        print(f"{screen:20} {count:>6} {seconds / count * 1e6:>7.0f}  {seconds / total:>6.1%}")
     await runner.cleanup()
     if profiler:
         stats = pstats.Stats(profiler)
