@@ -19,6 +19,13 @@ THEIRS = f"{OTHER_AGENCY}-250101-0007"
 
 
 @pytest.fixture
+async def client(make_client, settings):
+    """The app without its dispatcher: it would send an alert while a test reads it queued
+    (seen on a fast machine: the console transport sent it between the two requests)."""
+    return await make_client(settings.replace(sms={"run_dispatcher": False}))
+
+
+@pytest.fixture
 async def tokens(client, clock, desk):
     app = client.app
     neighbour = Api(client, await add_api_client(app[SQL], "tanky", ["sync"], clock.now, [OTHER_AGENCY]))
