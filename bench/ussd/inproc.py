@@ -3,8 +3,9 @@
 Seeds a scratch SQLite database, builds the real app (its start-up included) and plays the
 same journeys as ``sessions.lua`` straight into the webhook's parse + ``UssdService.handle``
 + the canonical log line, logging JSON to /dev/null. Prints microseconds per hop, and per
-screen shown (which hops cost the most in all); with ``--profile`` a cProfile of the hops. A tool for finding costs, not a figure for the README
-(that is ``python -m bench.ussd``, over HTTP against a bare endpoint).
+screen shown (which hops cost the most in all); with ``--profile`` a cProfile of the hops.
+A tool for finding costs, not a figure for the README (that is ``python -m bench.ussd``,
+over HTTP against a bare endpoint).
 """
 
 from __future__ import annotations
